@@ -1,0 +1,122 @@
+"""Building and delivering one email over SMTP, and classifying what the server answered."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from datetime import datetime, timezone
+
+import aiosmtplib
+
+from activities.render import Rendered
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# RFC 3463 codes that mean "this address does not exist": suppress it (EMAIL_NOTES.md).
+_HARD_BOUNCE = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10), (2, 1)}
+
+
+def message_id(key: str, domain: str) -> str:
+    """The same business step always carries the same Message-ID, so a duplicate is recognisable."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender_email: str
+    sender_name: str
+    recipient_email: str
+    recipient_name: str
+    message_id: str
+    unsubscribe_url: str
+    key: str
+
+
+def build(envelope: Envelope, rendered: Rendered) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = formataddr((envelope.sender_name, envelope.sender_email))
+    msg["To"] = formataddr((envelope.recipient_name, envelope.recipient_email))
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = envelope.message_id
+    msg["List-Unsubscribe"] = f"<{envelope.unsubscribe_url}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["X-Followups-Key"] = envelope.key
+    msg.set_content(rendered.text)  # text/plain first, text/html last: multipart/alternative
+    msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An SMTP reply that refused the message."""
+
+    code: int
+    text: str
+
+    @property
+    def enhanced(self) -> tuple[int, int, int] | None:
+        match = _ENHANCED.search(self.text)
+        return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+    @property
+    def permanent(self) -> bool:
+        # 5.2.2 (mailbox full) is a 5xx that is worth retrying.
+        return self.code >= 500 and self.enhanced != (5, 2, 2)
+
+    @property
+    def hard_bounce(self) -> bool:
+        enhanced = self.enhanced
+        return self.permanent and enhanced is not None and (enhanced[1], enhanced[2]) in _HARD_BOUNCE
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+class DeliveryRefused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    tls: str = "none"  # none | starttls | tls
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+
+class SmtpTransport:
+    """Delivers one message per call. Raises DeliveryRefused for a refusal; connection trouble
+    surfaces as aiosmtplib/OS errors, which the send step treats as transient."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    async def deliver(self, msg: EmailMessage) -> str:
+        s = self.settings
+        try:
+            errors, response = await aiosmtplib.send(
+                msg,
+                hostname=s.host,
+                port=s.port,
+                username=s.username,
+                password=s.password,
+                use_tls=s.tls == "tls",
+                start_tls=True if s.tls == "starttls" else False,
+                timeout=s.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            first = err.recipients[0]
+            raise DeliveryRefused(Refusal(first.code, first.message)) from err
+        except aiosmtplib.SMTPResponseException as err:
+            raise DeliveryRefused(Refusal(err.code, err.message)) from err
+        if errors:  # one recipient per message: a partial refusal is a refusal
+            code, text = next(iter(errors.values()))
+            raise DeliveryRefused(Refusal(code, text))
+        return response

@@ -1,0 +1,56 @@
+"""Jinja2 rendering in a sandbox: autoescaped HTML, plain text, strict variables, no header injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+class TemplateProblem(ValueError):
+    """A template or its context is wrong: retrying cannot fix it."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def local_time(value: str | datetime | None, zone: str | None = None, fmt: str = "%A %d %B %Y, %H:%M %Z") -> str:
+    """`{{ scheduled_at | local_time(time_zone) }}`: the moment in the recipient's zone (UTC if none)."""
+    if value is None:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(ZoneInfo(zone or "UTC")).strftime(fmt)
+
+
+class Renderer:
+    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        loader = FileSystemLoader(directory)
+        common = dict(loader=loader, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.html_env = ImmutableSandboxedEnvironment(autoescape=select_autoescape(["html"]), **common)
+        self.text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
+        for env in (self.html_env, self.text_env):
+            env.filters["local_time"] = local_time
+
+    def render(self, template: str, context: dict[str, Any]) -> Rendered:
+        try:
+            text_module = self.text_env.get_template(f"{template}.txt").make_module(context)
+            subject = " ".join(str(getattr(text_module, "subject", "")).split())  # no CR/LF in a header
+            if not subject:
+                raise TemplateProblem(f"template {template}.txt sets no subject")
+            html = self.html_env.get_template(f"{template}.html").render({**context, "subject": subject})
+        except TemplateNotFound as err:
+            raise TemplateProblem(f"no template {err.name!r}") from err
+        except UndefinedError as err:
+            raise TemplateProblem(f"template {template!r}: {err.message}") from err
+        return Rendered(subject=subject, text=str(text_module).strip() + "\n", html=html)

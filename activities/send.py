@@ -1,0 +1,150 @@
+"""The one send step every journey uses.
+
+claim the business key in PostgreSQL (once) → skip suppressed or too-late → render → stamp
+Message-ID and one-click unsubscribe → deliver over SMTP → record sent / failed / skipped.
+
+A second run of the same key never sends a second email: a finished key returns its recorded
+result. The one window SMTP cannot close (RFC 1047): the process dies after the server accepted
+the message and before `finish` committed; the next attempt then delivers again, with the same
+Message-ID. `Claim.interrupted` marks those retries and the crash test measures how often.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import aiosmtplib
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import tokens
+from activities.mail import DeliveryRefused, Envelope, SmtpTransport, build, message_id
+from activities.render import Renderer, TemplateProblem
+from activities.store import Outbox, Suppressions
+from workflows.models import MessageCategory, SendRequest, SendResult, SendStatus
+
+SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
+
+
+class PermanentDeliveryFailure:
+    """Error types the workflow and the Web UI see for failures a retry cannot fix."""
+
+    REFUSED = "DeliveryRefused"
+    TEMPLATE = "TemplateProblem"
+    ALL = frozenset({REFUSED, TEMPLATE})
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Everything a message carries that does not come from the journey."""
+
+    email: str
+    name: str
+    postal_address: str
+    public_base_url: str
+    signing_secret: str
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2] or "followups.invalid"
+
+    def unsubscribe_url(self, email: str, key: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/v1/unsubscribe/{tokens.sign(self.signing_secret, email, key)}"
+
+
+class SendActivities:
+    def __init__(self, outbox: Outbox, suppressions: Suppressions, renderer: Renderer,
+                 transport: SmtpTransport, sender: Sender, dry_run: bool = False) -> None:
+        self.outbox = outbox
+        self.suppressions = suppressions
+        self.renderer = renderer
+        self.transport = transport
+        self.sender = sender
+        self.dry_run = dry_run
+
+    @activity.defn(name="send_message")
+    async def send_message(self, request: SendRequest) -> SendResult:
+        email = str(request.recipient.email).lower()
+        claim = await self.outbox.claim(
+            key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
+            recipient=email, recipient_name=request.recipient.name, category=request.category.value,
+            context=request.context, message_id=message_id(request.key, self.sender.domain),
+            due_at=request.due_at, lease=SEND_LEASE,
+        )
+        row = claim.row
+        if claim.action == "done":
+            return SendResult(key=request.key, status=SendStatus(row["status"]), reason=row["reason"],
+                              message_id=row["message_id"], already_done=True)
+        if claim.action == "busy":
+            raise ApplicationError(f"{request.key} is being sent by another attempt", type="SendInFlight")
+        if claim.interrupted:
+            activity.logger.warning("%s: an earlier attempt stopped mid-send; sending again", request.key)
+
+        def done(status: SendStatus, reason: str | None = None) -> SendResult:
+            return SendResult(key=request.key, status=status, reason=reason, message_id=row["message_id"])
+
+        now = datetime.now(timezone.utc)
+        if request.not_after is not None and now > request.not_after:
+            reason = f"too late: due by {request.not_after.isoformat()}, reached the send step at {now.isoformat()}"
+            await self.outbox.finish(request.key, "skipped", reason=reason)
+            return done(SendStatus.SKIPPED, reason)
+        suppressed = await self.suppressions.reason_for(email)
+        if suppressed is not None:
+            await self.outbox.finish(request.key, "skipped", reason=f"recipient suppressed ({suppressed})")
+            return done(SendStatus.SKIPPED, f"recipient suppressed ({suppressed})")
+
+        unsubscribe_url = self.sender.unsubscribe_url(email, request.key)
+        context = {
+            **request.context,
+            "recipient_name": request.recipient.name,
+            "time_zone": request.recipient.time_zone or request.context.get("time_zone"),
+            "sender_name": self.sender.name,
+            "postal_address": self.sender.postal_address,
+            "unsubscribe_url": unsubscribe_url,
+        }
+        try:
+            rendered = self.renderer.render(request.template, context)
+        except TemplateProblem as err:
+            await self.outbox.finish(request.key, "failed", reason=str(err))
+            raise ApplicationError(str(err), type=PermanentDeliveryFailure.TEMPLATE, non_retryable=True) from err
+        if self.dry_run:
+            await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered")
+            return done(SendStatus.DRY_RUN, "dry run: not delivered")
+
+        envelope = Envelope(self.sender.email, self.sender.name, email, request.recipient.name,
+                            row["message_id"], unsubscribe_url, request.key)
+        try:
+            response = await self.transport.deliver(build(envelope, rendered))
+        except DeliveryRefused as err:
+            refusal = err.refusal
+            if not refusal.permanent:
+                await self.outbox.release(request.key, f"soft refusal: {refusal}")
+                raise ApplicationError(f"soft refusal: {refusal}", type="SoftRefusal") from err
+            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(refusal))
+            if refusal.hard_bounce:
+                await self.suppressions.add(email, "hard_bounce", f"{refusal} (from {request.key})")
+            raise ApplicationError(
+                f"{request.key}: the server refused the message permanently: {refusal}",
+                type=PermanentDeliveryFailure.REFUSED, non_retryable=True,
+            ) from err
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+            await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
+            raise  # retried with backoff by the activity's retry policy
+        await self.outbox.finish(request.key, "sent", subject=rendered.subject, smtp_response=response,
+                                 reason="sent again after an interrupted attempt" if claim.interrupted else None)
+        return done(SendStatus.SENT)
+
+    @activity.defn(name="recorded_request")
+    async def recorded_request(self, key: str) -> SendRequest | None:
+        """The request a message was first sent with, for a forced resend under a new key."""
+        row = await self.outbox.get(key)
+        if row is None:
+            return None
+        return SendRequest(
+            key=key, journey=row["journey"], entity_id=row["entity_id"], template=row["template"],
+            recipient={"email": row["recipient"], "name": row["recipient_name"] or row["recipient"]},
+            context=json.loads(row["context"]), category=MessageCategory(row["category"]),
+            due_at=row["due_at"] or row["created_at"],
+        )

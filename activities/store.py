@@ -1,0 +1,138 @@
+"""All SQL of Followups: the message outbox, suppressions, and the migrations that create them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATION_LOCK = 7_266_001  # pg_advisory_lock id: one migrator at a time across workers and APIs
+
+
+async def connect(database_url: str, size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=size)
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply numbered .sql files not applied yet, in order; safe to run from every process at start."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+            for path in sorted(directory.glob("*.sql")):
+                if path.name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
+                applied_now.append(path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the send step may do with a key: `send` it now, or it is `done` (or `busy` elsewhere)."""
+
+    action: str  # "send" | "done" | "busy"
+    row: asyncpg.Record
+    interrupted: bool = False  # an earlier attempt stopped mid-send: the one window SMTP cannot close
+
+
+class Outbox:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def claim(self, *, key: str, journey: str, entity_id: str, template: str, recipient: str,
+                    recipient_name: str, category: str, context: dict[str, Any], message_id: str,
+                    due_at: datetime | None, lease: timedelta) -> Claim:
+        """Record the key as queued (once) and take a lease on sending it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name,
+                                         category, context, status, message_id, due_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10)
+                   ON CONFLICT (key) DO NOTHING""",
+                key, journey, entity_id, template, recipient, recipient_name, category,
+                json.dumps(context), message_id, due_at,
+            )
+            row = await conn.fetchrow("SELECT * FROM messages WHERE key = $1 FOR UPDATE", key)
+            assert row is not None
+            if row["status"] in ("sent", "skipped", "failed", "dry_run"):
+                return Claim("done", row)
+            if row["status"] == "sending" and row["lease_until"] and row["lease_until"] > await conn.fetchval("SELECT now()"):
+                return Claim("busy", row)
+            interrupted = row["status"] == "sending"
+            row = await conn.fetchrow(
+                """UPDATE messages SET status = 'sending', attempts = attempts + 1,
+                          lease_until = now() + $2::interval, updated_at = now()
+                   WHERE key = $1 RETURNING *""",
+                key, lease,
+            )
+            return Claim("send", row, interrupted)
+
+    async def release(self, key: str, error: str) -> None:
+        """A transient failure: back to queued so the next attempt may send at once."""
+        await self.pool.execute(
+            "UPDATE messages SET status = 'queued', lease_until = NULL, reason = $2, updated_at = now() "
+            "WHERE key = $1 AND status = 'sending'",
+            key, error,
+        )
+
+    async def finish(self, key: str, status: str, *, reason: str | None = None, subject: str | None = None,
+                     smtp_response: str | None = None) -> None:
+        await self.pool.execute(
+            """UPDATE messages SET status = $2, reason = $3, subject = COALESCE($4, subject),
+                      smtp_response = $5, lease_until = NULL, updated_at = now(),
+                      sent_at = CASE WHEN $2 IN ('sent', 'dry_run') THEN now() ELSE sent_at END
+               WHERE key = $1""",
+            key, status, reason, subject, smtp_response,
+        )
+
+    async def get(self, key: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM messages WHERE key = $1", key)
+
+    async def list(self, *, journey: str | None = None, entity_id: str | None = None,
+                   status: str | None = None, limit: int = 100) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            """SELECT * FROM messages
+               WHERE ($1::text IS NULL OR journey = $1) AND ($2::text IS NULL OR entity_id = $2)
+                 AND ($3::text IS NULL OR status = $3)
+               ORDER BY created_at, key LIMIT $4""",
+            journey, entity_id, status, limit,
+        )
+
+    async def count_resends(self, key: str) -> int:
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM messages WHERE key LIKE $1", key.replace("%", r"\%") + "/resend-%"
+        )
+
+
+class Suppressions:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def reason_for(self, email: str) -> str | None:
+        row = await self.pool.fetchrow("SELECT source, reason FROM suppressions WHERE email = $1", email.lower())
+        return f"{row['source']}: {row['reason']}" if row else None
+
+    async def add(self, email: str, source: str, reason: str) -> bool:
+        """Suppress an address; True if it was not suppressed before."""
+        status = await self.pool.execute(
+            "INSERT INTO suppressions (email, source, reason) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING",
+            email.lower(), source, reason,
+        )
+        return status.endswith(" 1")

@@ -1,0 +1,77 @@
+"""Every setting of Followups, read once from the environment (`FOLLOWUPS_*`) at the process edge.
+
+`.env.example` documents each one; the README lists them. Nothing below reads the environment
+anywhere else: the worker, the API and the CLI receive a `Settings` object and pass it down.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated, Literal
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOLLOWUPS_", extra="ignore")
+
+    # Temporal: a local dev server, a self-hosted cluster or Temporal Cloud.
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "followups"
+    temporal_api_key: SecretStr | None = None  # Temporal Cloud API key (turns TLS on)
+    temporal_tls: bool = False
+    temporal_tls_cert_path: Path | None = None  # mTLS client certificate
+    temporal_tls_key_path: Path | None = None
+    temporal_ui_port: int = 8233
+
+    # PostgreSQL. Unset: `followups dev` runs an embedded server under data_dir.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    database_pool_size: int = 10
+
+    # SMTP. Unset host under `followups dev`: the built-in sink writes .eml files to data_dir/outbox.
+    smtp_host: str | None = None
+    smtp_port: int = 1025
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 30.0
+
+    # What every message carries.
+    sender_email: str = "followups@example.com"
+    sender_name: str = "Followups"
+    postal_address: str = "Followups, 1 Example Street, 10115 Berlin, Germany"
+    public_base_url: str = "http://localhost:8000"  # where unsubscribe links point
+    signing_secret: SecretStr = SecretStr("dev-only-signing-secret-change-me")
+
+    # HTTP API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_keys: Annotated[list[str], NoDecode] = ["dev-key"]
+    api_max_body_bytes: int = 1_000_000
+
+    # Worker.
+    dry_run: bool = False  # render and record every message, deliver none
+    max_concurrent_activities: int = 100
+    data_dir: Path = Path(".data")
+
+    # Policy defaults for the interview journey (each overridable per start).
+    interview_followup_after: timedelta = timedelta(hours=48)
+    interview_followup_interval: timedelta = timedelta(hours=24)
+    interview_max_followups: int = 3
+    interview_reminder_before: timedelta = timedelta(hours=24)
+    interview_reminder_grace: timedelta = timedelta(hours=2)
+    interview_expire_after: timedelta = timedelta(days=14)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"

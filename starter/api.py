@@ -1,0 +1,290 @@
+"""The HTTP API backends call (OpenAPI at /docs). Writes need `Authorization: Bearer <api key>`.
+
+Every error has one shape: `{"error": Name, "detail": ..., "field": ...}`; validation errors list
+each field with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from html import escape
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import AwareDatetime, BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from activities import tokens
+from activities.store import Outbox, Suppressions, connect, migrate
+from settings import Settings
+from starter.connect import connect_temporal
+from starter.service import Interviews, NotFound, Rejected, ServiceError, utc_now
+from workflows.interview import workflow_id
+from workflows.models import (
+    EntityId,
+    EventOutcome,
+    Invitation,
+    InterviewEvent,
+    InterviewState,
+    ShortText,
+)
+from workflows.resend import ResendMessage
+from workflows.resend import workflow_id as resend_workflow_id
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any
+    field: str | None = None
+
+
+class InterviewView(BaseModel):
+    interview_id: str
+    workflow_id: str
+    created: bool | None = None
+    state: InterviewState | None = Field(None, description="null when no worker answered in time")
+    event: EventOutcome | None = None
+    messages: list[MessageView] = []
+
+
+class MessageView(BaseModel):
+    key: str
+    journey: str
+    entity_id: str
+    template: str
+    recipient: str
+    status: str
+    subject: str | None
+    reason: str | None
+    attempts: int
+    message_id: str
+    due_at: datetime | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+MessageView.model_rebuild()
+InterviewView.model_rebuild()
+
+
+class ScheduleBody(BaseModel):
+    scheduled_at: AwareDatetime
+    event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    model_config = {"extra": "forbid"}
+
+
+class ReasonBody(BaseModel):
+    reason: ShortText | None = None
+    event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    model_config = {"extra": "forbid"}
+
+
+class ResendView(BaseModel):
+    original_key: str
+    new_key: str
+    workflow_id: str
+
+
+class BodyLimit:
+    """413 for bodies over the limit, whether or not Content-Length is honest."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _too_large(self.limit, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    body = json.dumps({"error": "PayloadTooLarge", "detail": f"the body exceeds {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _message_view(row) -> MessageView:
+    return MessageView(**{name: row[name] for name in MessageView.model_fields})
+
+
+def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_pool = pool is None
+        app.state.pool = pool or await connect(settings.database_url or "", settings.database_pool_size)
+        await migrate(app.state.pool)
+        app.state.client = client or await connect_temporal(settings)
+        app.state.interviews = Interviews(app.state.client, settings)
+        app.state.outbox = Outbox(app.state.pool)
+        app.state.suppressions = Suppressions(app.state.pool)
+        yield
+        if own_pool:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="Followups",
+        version="0.1.0",
+        description="Durable follow-up and reminder journeys on Temporal.",
+        lifespan=lifespan,
+        responses={code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 503)},
+    )
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, err: ServiceError) -> JSONResponse:
+        body = ErrorBody(error=type(err).__name__, detail=err.detail, field=err.field)
+        return JSONResponse(body.model_dump(), status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in problem["loc"] if part != "body") or "body",
+             "reason": problem["msg"]}
+            for problem in err.errors()
+        ]
+        first = problems[0]["field"] if problems else None
+        return JSONResponse(ErrorBody(error="ValidationError", detail=problems, field=first).model_dump(),
+                            status_code=422)
+
+    def require_key(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, k) for k in settings.api_keys):
+            raise Unauthorized("missing or wrong API key: send Authorization: Bearer <key>", field="authorization")
+
+    authed = [Depends(require_key)]
+
+    def interviews(request: Request) -> Interviews:
+        return request.app.state.interviews
+
+    async def view(request: Request, interview_id: str, state: InterviewState | None, **extra: Any) -> InterviewView:
+        rows = await request.app.state.outbox.list(journey="interview", entity_id=interview_id)
+        return InterviewView(interview_id=interview_id, workflow_id=workflow_id(interview_id), state=state,
+                             messages=[_message_view(r) for r in rows], **extra)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> dict[str, str]:
+        await request.app.state.pool.fetchval("SELECT 1")
+        await request.app.state.client.service_client.check_health()
+        return {"status": "ok"}
+
+    @app.post("/v1/interviews", status_code=201, dependencies=authed, tags=["interviews"],
+              response_model=InterviewView)
+    async def start_interview(invitation: Invitation, request: Request) -> Any:
+        """Start the interview journey. 201 when started, 200 when that id already had one."""
+        created, state = await interviews(request).start(invitation)
+        body = await view(request, invitation.interview_id, state, created=created)
+        return JSONResponse(body.model_dump(mode="json"), status_code=201 if created else 200)
+
+    async def event(request: Request, interview_id: str, event: InterviewEvent) -> InterviewView:
+        if event.scheduled_at is not None and event.scheduled_at <= utc_now():
+            raise Rejected("scheduled_at is in the past", field="scheduled_at")
+        outcome, state = await interviews(request).send_event(interview_id, event)
+        if outcome is not None and not outcome.applied and not (outcome.reason or "").startswith("duplicate"):
+            raise Rejected(outcome.reason or "rejected", field="scheduled_at" if event.scheduled_at else None)
+        return await view(request, interview_id, state, event=outcome)
+
+    @app.post("/v1/interviews/{interview_id}/confirm", dependencies=authed, tags=["interviews"])
+    async def confirm(interview_id: EntityId, body: ScheduleBody, request: Request) -> InterviewView:
+        """The candidate picked a time: follow-ups stop, a reminder is planned."""
+        return await event(request, interview_id, InterviewEvent(kind="confirm", **body.model_dump()))
+
+    @app.post("/v1/interviews/{interview_id}/reschedule", dependencies=authed, tags=["interviews"])
+    async def reschedule(interview_id: EntityId, body: ScheduleBody, request: Request) -> InterviewView:
+        """Move the interview: the journey re-plans in place and returns the new plan."""
+        return await event(request, interview_id, InterviewEvent(kind="reschedule", **body.model_dump()))
+
+    @app.post("/v1/interviews/{interview_id}/cancel", dependencies=authed, tags=["interviews"])
+    async def cancel(interview_id: EntityId, request: Request, body: ReasonBody | None = None) -> InterviewView:
+        return await event(request, interview_id,
+                           InterviewEvent(kind="cancel", **(body or ReasonBody()).model_dump()))
+
+    @app.post("/v1/interviews/{interview_id}/complete", dependencies=authed, tags=["interviews"])
+    async def complete(interview_id: EntityId, request: Request, body: ReasonBody | None = None) -> InterviewView:
+        return await event(request, interview_id,
+                           InterviewEvent(kind="complete", **(body or ReasonBody()).model_dump()))
+
+    @app.get("/v1/interviews/{interview_id}", dependencies=authed, tags=["interviews"])
+    async def show_interview(interview_id: EntityId, request: Request) -> InterviewView:
+        return await view(request, interview_id, await interviews(request).state(interview_id))
+
+    @app.get("/v1/messages", dependencies=authed, tags=["messages"])
+    async def list_messages(
+        request: Request,
+        journey: Annotated[str | None, Query(max_length=64)] = None,
+        entity_id: Annotated[str | None, Query(max_length=128)] = None,
+        status: Literal["queued", "sending", "sent", "skipped", "failed", "dry_run"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[MessageView]:
+        rows = await request.app.state.outbox.list(journey=journey, entity_id=entity_id, status=status, limit=limit)
+        return [_message_view(r) for r in rows]
+
+    @app.post("/v1/messages/{key:path}/resend", dependencies=authed, tags=["messages"], status_code=202)
+    async def resend(key: str, request: Request) -> ResendView:
+        """Force one step out again, under a new key `{key}/resend-{n}`; the original stays as it was."""
+        outbox: Outbox = request.app.state.outbox
+        if await outbox.get(key) is None:
+            raise NotFound(f"no message {key!r}", field="key")
+        new_key = f"{key}/resend-{await outbox.count_resends(key) + 1}"
+        await request.app.state.client.start_workflow(
+            ResendMessage.run, args=[key, new_key], id=resend_workflow_id(new_key),
+            task_queue=settings.temporal_task_queue, static_summary=f"Forced resend of {key}",
+        )
+        return ResendView(original_key=key, new_key=new_key, workflow_id=resend_workflow_id(new_key))
+
+    def token_owner(token: str) -> tuple[str, str]:
+        try:
+            return tokens.verify(settings.signing_secret.get_secret_value(), token)
+        except tokens.BadToken as err:
+            raise NotFound(f"unknown unsubscribe link: {err}", field="token") from err
+
+    @app.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"])
+    async def unsubscribe_page(token: str) -> HTMLResponse:
+        """A page with a button. A GET never unsubscribes: link scanners fetch every URL."""
+        email, _ = token_owner(token)
+        return HTMLResponse(_page("Unsubscribe", f"<p>Stop all emails to <b>{escape(email)}</b>?</p>"
+                                  f'<form method="post"><button type="submit">Unsubscribe</button></form>'))
+
+    @app.post("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"])
+    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        """RFC 8058 one-click: `List-Unsubscribe=One-Click` POSTs here; no cookie, no redirect."""
+        email, key = token_owner(token)
+        await request.app.state.suppressions.add(email, "unsubscribe", f"one-click unsubscribe from {key}")
+        return HTMLResponse(_page("Unsubscribed", f"<p><b>{escape(email)}</b> will receive no more emails.</p>"))
+
+    return app
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title></head>"
+            f"<body style='font-family:sans-serif;max-width:32em;margin:4em auto'><h1>{title}</h1>{body}</body></html>")

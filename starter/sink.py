@@ -1,0 +1,81 @@
+"""A local SMTP server for development and tests: keeps every message as an .eml file.
+
+Not a mock: it speaks real SMTP over a socket (aiosmtpd). Tests use `refuse` to make it answer
+like a real server would (550 5.1.1 for an unknown mailbox, 451 for a busy one).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Sink:
+    outbox: Path | None = None
+    echo: Callable[[str], None] | None = None
+    refuse: dict[str, str] = field(default_factory=dict)  # address → SMTP reply, e.g. "550 5.1.1 no such user"
+    messages: list[EmailMessage] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        with self._lock:
+            self.messages.append(msg)
+            number = len(self.messages)
+        if self.outbox is not None:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            name = (msg.get("X-Followups-Key") or f"message-{number}").replace("/", "__")
+            (self.outbox / f"{number:06d}-{name}.eml").write_bytes(envelope.content)
+        if self.echo is not None:
+            self.echo(f"✉  to {', '.join(envelope.rcpt_tos)} · {msg['Subject']} · {msg.get('X-Followups-Key', '')}")
+        return "250 Message accepted for delivery"
+
+    def keys(self) -> Counter[str]:
+        """Deliveries per idempotency key: the crash test's ground truth."""
+        with self._lock:
+            return Counter(str(m.get("X-Followups-Key")) for m in self.messages)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class SinkServer:
+    def __init__(self, sink: Sink, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.sink = sink
+        self.controller = Controller(sink, hostname=host, port=port or free_port(host))
+
+    def __enter__(self) -> SinkServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    @property
+    def host(self) -> str:
+        return self.controller.hostname

@@ -1,0 +1,70 @@
+"""Wires settings → dependencies → a Temporal Worker running every journey and the send step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.mail import SmtpSettings, SmtpTransport
+from activities.render import Renderer
+from activities.send import SendActivities, Sender
+from activities.store import Outbox, Suppressions, connect, migrate
+from settings import Settings
+from starter.connect import connect_temporal
+from workflows.interview import InterviewJourney
+from workflows.resend import ResendMessage
+
+WORKFLOWS = [InterviewJourney, ResendMessage]
+
+
+def send_activities(settings: Settings, pool) -> SendActivities:
+    if settings.smtp_host is None:
+        raise SystemExit("FOLLOWUPS_SMTP_HOST is not set: the worker has nowhere to send mail")
+    smtp = SmtpSettings(
+        host=settings.smtp_host, port=settings.smtp_port, tls=settings.smtp_tls, username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        timeout=settings.smtp_timeout_seconds,
+    )
+    sender = Sender(settings.sender_email, settings.sender_name, settings.postal_address,
+                    settings.public_base_url, settings.signing_secret.get_secret_value())
+    return SendActivities(Outbox(pool), Suppressions(pool), Renderer(), SmtpTransport(smtp), sender,
+                          dry_run=settings.dry_run)
+
+
+def build_worker(client: Client, settings: Settings, activities: SendActivities) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=[activities.send_message, activities.recorded_request],
+        max_concurrent_activities=settings.max_concurrent_activities,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
+    """A started worker (migrations applied) for as long as the context lasts."""
+    assert settings.database_url, "DATABASE_URL is not set"
+    pool = await connect(settings.database_url, settings.database_pool_size)
+    try:
+        await migrate(pool)
+        client = client or await connect_temporal(settings)
+        worker = build_worker(client, settings, send_activities(settings, pool))
+        async with worker:
+            yield worker
+    finally:
+        await pool.close()
+
+
+async def main(settings: Settings | None = None) -> None:
+    settings = settings or Settings()
+    async with running_worker(settings):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

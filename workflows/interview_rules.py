@@ -1,0 +1,122 @@
+"""Seed 000's rules as pure functions of (state, policy, now): what the interview journey does next,
+and how an event changes it. The workflow only waits for the planned step or an event; the tests
+check these rules over random timelines without Temporal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from workflows.blocks import followup_due, remind_before, stamp_key, when
+from workflows.models import (
+    CLOSED_STATUSES,
+    EventOutcome,
+    Invitation,
+    InterviewEvent,
+    InterviewPolicy,
+    InterviewState,
+    InterviewStatus,
+    PlannedStep,
+    Skip,
+    StepKind,
+)
+
+
+def reminder_key(interview_id: str, scheduled_at: datetime) -> str:
+    """One reminder per interview time: a reschedule gets a new one, a reschedule back does not."""
+    return f"interview-{interview_id}/reminder-{stamp_key(scheduled_at)}"
+
+
+def followup_key(interview_id: str, number: int) -> str:
+    return f"interview-{interview_id}/followup-{number}"
+
+
+def next_step(state: InterviewState, policy: InterviewPolicy, awaiting_since: datetime) -> PlannedStep | None:
+    """The one step the journey waits for next; None once it has ended."""
+    if state.status in CLOSED_STATUSES:
+        return None
+    if state.status == InterviewStatus.AWAITING_START:
+        give_up = awaiting_since + policy.hold_early_events_for
+        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the start until {when(give_up)}")
+    assert state.invited_at is not None
+    if state.status == InterviewStatus.PENDING:
+        expires_at = state.invited_at + policy.expire_after
+        number = state.followups_sent + 1
+        if state.followups_sent < policy.max_followups:
+            due = followup_due(
+                state.invited_at,
+                policy.followup_after,
+                policy.followup_interval,
+                state.followups_sent,
+                state.last_sent_at,
+            )
+            if due < expires_at:
+                return PlannedStep(
+                    kind=StepKind.FOLLOWUP,
+                    at=due,
+                    number=number,
+                    not_after=expires_at,
+                    label=f"follow-up {number} of {policy.max_followups} due {when(due)}",
+                )
+        return PlannedStep(kind=StepKind.EXPIRE, at=expires_at, label=f"expires unanswered at {when(expires_at)}")
+    # SCHEDULED
+    assert state.scheduled_at is not None
+    key = reminder_key(state.interview_id, state.scheduled_at)
+    if key not in state.reminders_sent and not any(skip.step == key for skip in state.skips):
+        at, not_after = remind_before(state.scheduled_at, policy.reminder_before, policy.reminder_grace)
+        return PlannedStep(
+            kind=StepKind.REMINDER,
+            at=at,
+            not_after=not_after,
+            label=f"reminder for the interview at {when(state.scheduled_at)} due {when(at)}",
+        )
+    return PlannedStep(
+        kind=StepKind.COMPLETE, at=state.scheduled_at, label=f"interview at {when(state.scheduled_at)}"
+    )
+
+
+def start(state: InterviewState, invitation: Invitation, invited_at: datetime) -> None:
+    """Apply the invitation; events held before it (a confirm, a cancel) keep their effect."""
+    state.candidate_email = str(invitation.candidate.email)
+    state.invited_at = invited_at
+    if state.status != InterviewStatus.AWAITING_START:
+        return
+    if invitation.scheduled_at and state.scheduled_at is None:
+        state.scheduled_at = invitation.scheduled_at
+    state.status = InterviewStatus.SCHEDULED if state.scheduled_at else InterviewStatus.PENDING
+
+
+def apply_event(state: InterviewState, event: InterviewEvent, now: datetime) -> EventOutcome:
+    """Change the state for one event. Twice the same event = once; an invalid one changes nothing."""
+    key = event.dedupe_key()
+
+    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
+        result = EventOutcome(event=key, applied=applied, reason=reason)
+        state.events.append(result)
+        return result
+
+    if any(seen.event == key and seen.applied for seen in state.events):
+        return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
+    if state.status in CLOSED_STATUSES:
+        return outcome(False, f"the journey has already ended ({state.status.value})")
+    if event.kind in ("confirm", "reschedule"):
+        assert event.scheduled_at is not None
+        if state.invited_at and event.scheduled_at <= state.invited_at:
+            return outcome(False, "scheduled_at is before invited_at")
+        if event.scheduled_at <= now:
+            return outcome(False, "scheduled_at is in the past")
+        if state.scheduled_at == event.scheduled_at and state.status == InterviewStatus.SCHEDULED:
+            return outcome(False, "duplicate: already scheduled at that time")
+        state.scheduled_at = event.scheduled_at
+        if state.status != InterviewStatus.AWAITING_START:
+            state.status = InterviewStatus.SCHEDULED
+        return outcome(True)
+    if event.kind == "cancel":
+        state.status = InterviewStatus.CANCELLED
+        return outcome(True, event.reason)
+    state.status = InterviewStatus.COMPLETED
+    return outcome(True, event.reason)
+
+
+def record_skip(state: InterviewState, step: str, reason: str, now: datetime) -> None:
+    state.skips.append(Skip(step=step, reason=reason, at=now))

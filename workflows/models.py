@@ -1,0 +1,238 @@
+"""What travels in and out of journeys: start inputs, events, policies, live state, send requests.
+
+These pydantic models are the contract shared by the workflows, the activities, the HTTP API and
+the Python client. A running journey keeps the policy it started with (it travels in the input),
+so changing a default never changes a journey already asleep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration (ISO 8601 like PT48H, or seconds)")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative (ISO 8601 like PT2H, or seconds)")
+    return value
+
+
+def _known_time_zone(value: str | None) -> str | None:
+    if value is None:
+        return value
+    import zoneinfo  # only validated at the edge; workflows never resolve zones themselves
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown IANA time zone {value!r}") from err
+    return value
+
+
+PositiveDuration = Annotated[timedelta, AfterValidator(_positive)]
+NonNegativeDuration = Annotated[timedelta, AfterValidator(_not_negative)]
+EntityId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+TimeZone = Annotated[str | None, AfterValidator(_known_time_zone)]
+ShortText = Annotated[str, StringConstraints(max_length=500)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+
+class Recipient(Strict):
+    email: EmailStr
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    time_zone: TimeZone = None
+
+
+class StepKind(StrEnum):
+    FOLLOWUP = "followup"
+    REMINDER = "reminder"
+    COMPLETE = "complete"
+    EXPIRE = "expire"
+    ABANDON = "abandon"
+
+
+class PlannedStep(Strict):
+    """The next thing a journey will do, and when; `label` is what the Web UI shows."""
+
+    kind: StepKind
+    at: datetime
+    number: int = 0
+    not_after: datetime | None = None  # past this moment the step is skipped, never sent late
+    label: str = ""
+
+
+class Skip(Strict):
+    step: str
+    reason: str
+    at: datetime
+
+
+class MessageCategory(StrEnum):
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+class SendRequest(Strict):
+    """One message of one business step; `key` is its idempotency key (`interview-42/followup-2`)."""
+
+    key: str
+    journey: str
+    entity_id: str
+    template: str
+    recipient: Recipient
+    context: dict[str, Any]
+    category: MessageCategory = MessageCategory.TRANSACTIONAL
+    due_at: datetime
+    not_after: datetime | None = None
+
+
+class SendStatus(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+
+
+class SendResult(Strict):
+    key: str
+    status: SendStatus
+    reason: str | None = None
+    message_id: str | None = None
+    already_done: bool = False  # a previous attempt or run had already finished this key
+
+
+# --- interview journey ------------------------------------------------------------------------
+
+
+class InterviewPolicy(Strict):
+    """Seed 000's timings; every field can be overridden per start."""
+
+    followup_after: PositiveDuration = timedelta(hours=48)
+    followup_interval: PositiveDuration = timedelta(hours=24)
+    max_followups: Annotated[int, Field(ge=0, le=20)] = 3
+    reminder_before: PositiveDuration = timedelta(hours=24)
+    reminder_grace: NonNegativeDuration = timedelta(hours=2)
+    expire_after: PositiveDuration = timedelta(days=14)
+    hold_early_events_for: PositiveDuration = timedelta(hours=24)
+
+
+class InterviewPolicyOverrides(Strict):
+    followup_after: PositiveDuration | None = None
+    followup_interval: PositiveDuration | None = None
+    max_followups: Annotated[int, Field(ge=0, le=20)] | None = None
+    reminder_before: PositiveDuration | None = None
+    reminder_grace: NonNegativeDuration | None = None
+    expire_after: PositiveDuration | None = None
+
+
+class Invitation(Strict):
+    """What `POST /v1/interviews` carries: everything the journey needs to run."""
+
+    interview_id: EntityId
+    candidate: Recipient
+    invited_at: AwareDatetime | None = None  # default: when the API received it
+    slot_selection_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")]
+    scheduled_at: AwareDatetime | None = None
+    policy: InterviewPolicyOverrides = InterviewPolicyOverrides()
+
+    @model_validator(mode="after")
+    def _scheduled_after_invite(self) -> Invitation:
+        if self.scheduled_at and self.invited_at and self.scheduled_at <= self.invited_at:
+            raise ValueError("scheduled_at must be after invited_at")
+        return self
+
+
+class InterviewInput(Strict):
+    """The workflow input. `invitation` is None when an event arrived before the start."""
+
+    interview_id: EntityId
+    invitation: Invitation | None = None
+    policy: InterviewPolicy = InterviewPolicy()
+
+
+class InterviewStatus(StrEnum):
+    AWAITING_START = "awaiting_start"
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"
+
+
+CLOSED_STATUSES = frozenset(
+    {InterviewStatus.COMPLETED, InterviewStatus.CANCELLED, InterviewStatus.EXPIRED, InterviewStatus.ABANDONED}
+)
+
+
+class InterviewEvent(Strict):
+    """confirm / reschedule / cancel / complete. `event_id` makes a retried event apply once."""
+
+    kind: Literal["confirm", "reschedule", "cancel", "complete"]
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    scheduled_at: AwareDatetime | None = None
+    reason: ShortText | None = None
+    received_at: datetime | None = None  # stamped by the API; a workflow never reads a clock
+
+    @model_validator(mode="after")
+    def _time_when_needed(self) -> InterviewEvent:
+        if self.kind in ("confirm", "reschedule") and self.scheduled_at is None:
+            raise ValueError(f"{self.kind} needs scheduled_at")
+        if self.kind in ("cancel", "complete") and self.scheduled_at is not None:
+            raise ValueError(f"{self.kind} takes no scheduled_at")
+        return self
+
+    def dedupe_key(self) -> str:
+        if self.event_id:
+            return self.event_id
+        stamp = self.scheduled_at.isoformat() if self.scheduled_at else ""
+        return f"{self.kind}:{stamp}"
+
+
+class EventOutcome(Strict):
+    event: str
+    applied: bool
+    reason: str | None = None
+
+
+class InterviewState(BaseModel):
+    """Live state, returned by the `state` query and by `GET /v1/interviews/{id}`."""
+
+    interview_id: str
+    status: InterviewStatus
+    candidate_email: str | None = None
+    invited_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    followups_sent: int = 0
+    last_sent_at: datetime | None = None
+    reminders_sent: list[str] = []  # idempotency keys of reminders delivered
+    next_step: PlannedStep | None = None
+    skips: list[Skip] = []
+    events: list[EventOutcome] = []
+    policy: InterviewPolicy = InterviewPolicy()
