@@ -15,7 +15,8 @@ from temporalio import workflow
 
 def when(moment: datetime) -> str:
     """How a moment reads in the Web UI and in logs: `2026-11-25 09:00 UTC`."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%d %H:%M:%S UTC" if utc.second else "%Y-%m-%d %H:%M UTC")
 
 
 def followup_due(

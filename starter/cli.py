@@ -1,0 +1,266 @@
+"""`followups`: run the stack (dev, worker, api), steer journeys, read messages, preview a journey."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Optional
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from settings import Settings
+
+app = typer.Typer(help="Durable follow-up and reminder journeys on Temporal.", no_args_is_help=True)
+interview_app = typer.Typer(help="Start and steer interview journeys (through the HTTP API).", no_args_is_help=True)
+preview_app = typer.Typer(help="Play a journey on the time-skipping server and print what it would send.",
+                          no_args_is_help=True)
+app.add_typer(interview_app, name="interview")
+app.add_typer(preview_app, name="preview")
+console = Console()
+
+_OFFSET = re.compile(r"^\+?(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`+60h`, `90m`, `7d`, `30s`, ISO 8601 `PT48H`, or plain seconds."""
+    match = _OFFSET.match(text.strip())
+    if match:
+        return timedelta(**{_UNITS[match[2]]: float(match[1])})
+    try:
+        return TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        raise typer.BadParameter(f"{text!r} is not a duration (try +60h, 7d, PT48H or seconds)") from None
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO 8601 time with a zone, or an offset from now like +2d."""
+    if _OFFSET.match(text.strip()):
+        return datetime.now(timezone.utc) + parse_duration(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time or an offset like +2d") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} has no time zone: add Z or +01:00")
+    return moment
+
+
+# --- running the stack ------------------------------------------------------------------------
+
+
+@app.command()
+def dev() -> None:
+    """Everything embedded (PostgreSQL, Temporal + Web UI, SMTP sink, worker, API); Ctrl-C stops it."""
+    from starter.dev import run_dev
+
+    try:
+        asyncio.run(run_dev(Settings()))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def worker() -> None:
+    """The worker: runs journeys and sends mail (needs Temporal, DATABASE_URL and SMTP)."""
+    import worker as worker_module
+
+    settings = Settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set", param_hint="DATABASE_URL")
+    asyncio.run(worker_module.main(settings))
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from starter.api import create_app
+
+    settings = Settings()
+    if not settings.database_url:
+        raise typer.BadParameter("DATABASE_URL is not set", param_hint="DATABASE_URL")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+# --- steering journeys through the API ---------------------------------------------------------
+
+
+def _client():
+    import os
+
+    from starter.client import FollowupsClient
+
+    settings = Settings()
+    url = os.environ.get("FOLLOWUPS_API_URL", f"http://{settings.api_host}:{settings.api_port}")
+    return FollowupsClient(url, api_key=os.environ.get("FOLLOWUPS_API_KEY", settings.api_keys[0]))
+
+
+def _call(fn, *args, **kwargs):
+    from starter.client import FollowupsError
+
+    try:
+        with _client() as client:
+            return fn(client, *args, **kwargs)
+    except FollowupsError as err:
+        console.print(f"[red]{err.status} {err.error}[/red]: {err.detail}" + (f" (field: {err.field})" if err.field else ""))
+        raise typer.Exit(1) from None
+    except Exception as err:  # connection refused and the like
+        if type(err).__module__.startswith("httpx"):
+            console.print(f"[red]cannot reach the API[/red]: {err}")
+            raise typer.Exit(1) from None
+        raise
+
+
+def _show(view) -> None:
+    state = view.state
+    table = Table(title=f"interview {view.interview_id}", show_header=False)
+    if state is None:
+        table.add_row("state", "no worker answered: the journey is there, its state is not readable now")
+    else:
+        table.add_row("status", state.status.value)
+        table.add_row("scheduled at", str(state.scheduled_at or "—"))
+        table.add_row("follow-ups sent", f"{state.followups_sent} of {state.policy.max_followups}")
+        table.add_row("next", state.next_step.label if state.next_step else "nothing: the journey has ended")
+        for skip in state.skips:
+            table.add_row("skipped", f"{skip.step}: {skip.reason}")
+    if view.event is not None:
+        table.add_row("event", f"{view.event.event}: {'applied' if view.event.applied else view.event.reason}")
+    for message in view.messages:
+        table.add_row("message", f"{message.key} · {message.status} · {message.subject or ''}")
+    console.print(table)
+
+
+@interview_app.command("start")
+def interview_start(
+    interview_id: str,
+    email: Annotated[str, typer.Option(help="The candidate's email")],
+    name: Annotated[str, typer.Option(help="The candidate's name")],
+    slot_url: Annotated[str, typer.Option(help="The slot-selection link every follow-up carries")],
+    time_zone: Annotated[Optional[str], typer.Option(help="IANA zone, e.g. Europe/Berlin")] = None,
+    scheduled_at: Annotated[Optional[str], typer.Option(help="Already confirmed: ISO time or +2d")] = None,
+    followup_after: Annotated[Optional[str], typer.Option(help="e.g. 48h, PT48H")] = None,
+    followup_interval: Annotated[Optional[str], typer.Option()] = None,
+    max_followups: Annotated[Optional[int], typer.Option()] = None,
+    reminder_before: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    from workflows.models import Invitation
+
+    policy = {k: parse_duration(v) for k, v in dict(followup_after=followup_after, followup_interval=followup_interval,
+                                                   reminder_before=reminder_before).items() if v}
+    if max_followups is not None:
+        policy["max_followups"] = max_followups
+    try:
+        invitation = Invitation(
+            interview_id=interview_id, candidate={"email": email, "name": name, "time_zone": time_zone},
+            slot_selection_url=slot_url, scheduled_at=parse_when(scheduled_at) if scheduled_at else None,
+            policy=policy,
+        )
+    except ValidationError as err:
+        for problem in err.errors():
+            console.print(f"[red]{'.'.join(map(str, problem['loc']))}[/red]: {problem['msg']}")
+        raise typer.Exit(2) from None
+    _show(_call(lambda c: c.start_interview(invitation)))
+
+
+@interview_app.command("confirm")
+def interview_confirm(interview_id: str, scheduled_at: Annotated[str, typer.Argument(help="ISO time or +2d")]) -> None:
+    _show(_call(lambda c: c.confirm_interview(interview_id, parse_when(scheduled_at))))
+
+
+@interview_app.command("reschedule")
+def interview_reschedule(interview_id: str, scheduled_at: Annotated[str, typer.Argument(help="ISO time or +2d")]) -> None:
+    _show(_call(lambda c: c.reschedule_interview(interview_id, parse_when(scheduled_at))))
+
+
+@interview_app.command("cancel")
+def interview_cancel(interview_id: str, reason: Annotated[Optional[str], typer.Option()] = None) -> None:
+    _show(_call(lambda c: c.cancel_interview(interview_id, reason)))
+
+
+@interview_app.command("complete")
+def interview_complete(interview_id: str) -> None:
+    _show(_call(lambda c: c.complete_interview(interview_id)))
+
+
+@interview_app.command("show")
+def interview_show(interview_id: str) -> None:
+    _show(_call(lambda c: c.get_interview(interview_id)))
+
+
+@app.command()
+def messages(
+    journey: Annotated[Optional[str], typer.Option()] = None,
+    status: Annotated[Optional[str], typer.Option(help="queued, sending, sent, skipped, failed, dry_run")] = None,
+    limit: int = 100,
+) -> None:
+    """Every message recorded by the send step, oldest first."""
+    rows = _call(lambda c: c.messages(journey=journey, status=status, limit=limit))
+    table = Table("key", "status", "to", "subject", "reason")
+    for m in rows:
+        table.add_row(m.key, m.status, m.recipient, m.subject or "", m.reason or "")
+    console.print(table)
+
+
+@app.command()
+def resend(key: str) -> None:
+    """Force one step out again (new key `KEY/resend-N`); the original record stays as it was."""
+    view = _call(lambda c: c.resend(key))
+    console.print(f"resending {view.original_key} as [bold]{view.new_key}[/bold] ({view.workflow_id})")
+
+
+@preview_app.command("interview")
+def preview_interview(
+    scheduled_at: Annotated[Optional[str], typer.Option(help="Confirmed at the start for invite + OFFSET")] = None,
+    confirm: Annotated[Optional[str], typer.Option(help="AT@WHEN: confirm at invite+AT for invite+WHEN, e.g. +60h@+7d")] = None,
+    reschedule: Annotated[list[str], typer.Option(help="AT@WHEN, repeatable")] = [],
+    cancel: Annotated[Optional[str], typer.Option(help="Cancel at invite + OFFSET")] = None,
+    complete: Annotated[Optional[str], typer.Option(help="Complete at invite + OFFSET")] = None,
+    followup_after: Annotated[Optional[str], typer.Option()] = None,
+    followup_interval: Annotated[Optional[str], typer.Option()] = None,
+    max_followups: Annotated[Optional[int], typer.Option()] = None,
+    reminder_before: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Run the real interview workflow on the time-skipping server for a scenario and print every
+    message it would send, and when (rendered for real, delivered nowhere). E.g.:
+    `followups preview interview --confirm +60h@+7d --reschedule +100h@+9d`."""
+    from starter.preview import Scenario, run_interview_preview
+
+    def pair(text: str) -> tuple[timedelta, timedelta]:
+        at, sep, when = text.partition("@")
+        if not sep:
+            raise typer.BadParameter(f"{text!r}: expected AT@WHEN, e.g. +60h@+7d")
+        return parse_duration(at), parse_duration(when)
+
+    events: list[tuple[timedelta, str, timedelta | None]] = []
+    if confirm:
+        at, when = pair(confirm)
+        events.append((at, "confirm", when))
+    for item in reschedule:
+        at, when = pair(item)
+        events.append((at, "reschedule", when))
+    if cancel:
+        events.append((parse_duration(cancel), "cancel", None))
+    if complete:
+        events.append((parse_duration(complete), "complete", None))
+    policy = {k: parse_duration(v) for k, v in dict(followup_after=followup_after, followup_interval=followup_interval,
+                                                   reminder_before=reminder_before).items() if v}
+    if max_followups is not None:
+        policy["max_followups"] = max_followups
+    scenario = Scenario(scheduled_at=parse_duration(scheduled_at) if scheduled_at else None,
+                        events=sorted(events, key=lambda e: e[0]), policy=policy)
+    result = asyncio.run(run_interview_preview(scenario, Settings()))
+    table = Table("invite +", "when (UTC)", "step", "status", "subject / reason")
+    for line in result.lines:
+        table.add_row(line.offset, line.at, line.step, line.status, line.text)
+    console.print(table)
+    console.print(f"journey ended: [bold]{result.final_status}[/bold]")
+
+
+if __name__ == "__main__":
+    app()
