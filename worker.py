@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.mail import SmtpSettings, SmtpTransport
 from activities.render import Renderer
@@ -19,6 +20,10 @@ from workflows.interview import InterviewJourney
 from workflows.resend import ResendMessage
 
 WORKFLOWS = [InterviewJourney, ResendMessage]
+# Pure libraries the models use; passing them through keeps one copy and no per-task re-import.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "email_validator", "idna")
+)
 
 
 def send_activities(settings: Settings, pool) -> SendActivities:
@@ -40,6 +45,7 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities)
         client,
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=SANDBOX,
         activities=[activities.send_message, activities.recorded_request],
         max_concurrent_activities=settings.max_concurrent_activities,
     )

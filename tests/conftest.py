@@ -60,3 +60,40 @@ async def local_env() -> AsyncIterator:
     env = await embedded.start_temporal(None, ui=False)
     async with env:
         yield env
+
+
+class Stack:
+    """The API on a real socket, a worker, the dev server, PostgreSQL and the SMTP sink."""
+
+    def __init__(self, settings: Settings, base_url: str, client, smtp: SinkServer) -> None:
+        self.settings, self.base_url, self.temporal, self.smtp = settings, base_url, client, smtp
+        self.headers = {"Authorization": f"Bearer {settings.api_keys[0]}"}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(local_env, database_url: str, smtp: SinkServer) -> AsyncIterator[Stack]:
+    import asyncio
+
+    import uvicorn
+
+    import worker
+    from starter.api import create_app
+    from starter.sink import free_port
+
+    port = free_port()
+    settings = Settings(
+        database_url=database_url, smtp_host=smtp.host, smtp_port=smtp.port, api_port=port,
+        temporal_task_queue=f"stack-{uuid.uuid4().hex[:8]}", signing_secret="test-secret", api_keys=["test-key"],
+        public_base_url=f"http://127.0.0.1:{port}",
+    )
+    async with worker.running_worker(settings, local_env.client):
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, client=local_env.client), host="127.0.0.1",
+                                               port=port, log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        try:
+            yield Stack(settings, f"http://127.0.0.1:{port}", local_env.client, smtp)
+        finally:
+            server.should_exit = True
+            await task

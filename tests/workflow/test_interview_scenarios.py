@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -72,11 +74,22 @@ class Scenario:
                 for r in rows]
 
 
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+
 @pytest.fixture
-async def scenario(ts_env, make_settings, uid, database_url):
+async def scenario(ts_env, make_settings, uid, database_url, request):
     settings = make_settings()
     async with worker.running_worker(settings, ts_env.client):
-        yield Scenario(ts_env, settings, f"iv-{uid}", database_url)
+        scenario = Scenario(ts_env, settings, f"iv-{uid}", database_url)
+        yield scenario
+        if os.environ.get("FOLLOWUPS_RECORD_HISTORIES"):
+            # `FOLLOWUPS_RECORD_HISTORIES=1 pytest tests/workflow` refreshes tests/histories/ for the
+            # replay test; commit new files only: old ones are the histories sleeping journeys have.
+            target = HISTORIES / f"interview-{request.node.name.removeprefix('test_')}.json"
+            if not target.exists():
+                history = await ts_env.client.get_workflow_handle(workflow_id(scenario.interview_id)).fetch_history()
+                target.write_text(history.to_json())
 
 
 async def test_no_answer_gets_three_followups_then_expires(scenario, smtp):
