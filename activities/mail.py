@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -98,25 +99,29 @@ class SmtpTransport:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
 
-    async def deliver(self, msg: EmailMessage) -> str:
+    async def deliver(self, msg: EmailMessage, accepted: Callable[[str], Awaitable[None]]) -> None:
+        """Send `msg`; `accepted(reply)` runs the moment the server says 250, before QUIT, so the
+        caller records the delivery with the shortest possible window for a crash in between."""
         s = self.settings
+        smtp = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.tls == "tls",
+                               start_tls=True if s.tls == "starttls" else False, timeout=s.timeout,
+                               username=s.username, password=s.password)
         try:
-            errors, response = await aiosmtplib.send(
-                msg,
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                use_tls=s.tls == "tls",
-                start_tls=True if s.tls == "starttls" else False,
-                timeout=s.timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as err:
-            first = err.recipients[0]
-            raise DeliveryRefused(Refusal(first.code, first.message)) from err
-        except aiosmtplib.SMTPResponseException as err:
-            raise DeliveryRefused(Refusal(err.code, err.message)) from err
-        if errors:  # one recipient per message: a partial refusal is a refusal
-            code, text = next(iter(errors.values()))
-            raise DeliveryRefused(Refusal(code, text))
-        return response
+            await smtp.connect()
+            try:
+                errors, response = await smtp.send_message(msg)
+            except aiosmtplib.SMTPRecipientsRefused as err:
+                first = err.recipients[0]
+                raise DeliveryRefused(Refusal(first.code, first.message)) from err
+            except aiosmtplib.SMTPResponseException as err:
+                raise DeliveryRefused(Refusal(err.code, err.message)) from err
+            if errors:  # one recipient per message: a partial refusal is a refusal
+                code, text = next(iter(errors.values()))
+                raise DeliveryRefused(Refusal(code, text))
+            await accepted(response)
+        finally:
+            if smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except aiosmtplib.SMTPException:
+                    smtp.close()

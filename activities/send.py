@@ -115,8 +115,12 @@ class SendActivities:
 
         envelope = Envelope(self.sender.email, self.sender.name, email, request.recipient.name,
                             row["message_id"], unsubscribe_url, request.key)
+        async def accepted(reply: str) -> None:
+            await self.outbox.finish(request.key, "sent", subject=rendered.subject, smtp_response=reply,
+                                     reason="sent again after an interrupted attempt" if claim.interrupted else None)
+
         try:
-            response = await self.transport.deliver(build(envelope, rendered))
+            await self.transport.deliver(build(envelope, rendered), accepted)
         except DeliveryRefused as err:
             refusal = err.refusal
             if not refusal.permanent:
@@ -132,8 +136,6 @@ class SendActivities:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise  # retried with backoff by the activity's retry policy
-        await self.outbox.finish(request.key, "sent", subject=rendered.subject, smtp_response=response,
-                                 reason="sent again after an interrupted attempt" if claim.interrupted else None)
         return done(SendStatus.SENT)
 
     @activity.defn(name="recorded_request")

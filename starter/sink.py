@@ -6,6 +6,7 @@ like a real server would (550 5.1.1 for an unknown mailbox, 451 for a busy one).
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -24,6 +25,7 @@ class Sink:
     outbox: Path | None = None
     echo: Callable[[str], None] | None = None
     refuse: dict[str, str] = field(default_factory=dict)  # address → SMTP reply, e.g. "550 5.1.1 no such user"
+    delay: float = 0.0  # seconds before answering DATA, like a distant server
     messages: list[EmailMessage] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -35,6 +37,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         with self._lock:
