@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_keys: Annotated[list[str], NoDecode] = ["dev-key"]
+    api_keys: Annotated[list[str], NoDecode, Field(repr=False)] = ["dev-key"]
     api_max_body_bytes: int = 1_000_000
 
     # Worker.
