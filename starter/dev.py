@@ -50,8 +50,10 @@ async def run_dev(settings: Settings) -> None:
             sink = stack.enter_context(SinkServer(Sink(outbox=data / "outbox", echo=print), port=settings.smtp_port))
             smtp_host, smtp_port = sink.host, sink.port
             sink_note = f" (the built-in sink: every message lands in {data / 'outbox'})"
-        settings = settings.model_copy(update={"database_url": database_url, "smtp_host": smtp_host,
-                                               "smtp_port": smtp_port})
+        update = {"database_url": database_url, "smtp_host": smtp_host, "smtp_port": smtp_port}
+        if "public_base_url" not in settings.model_fields_set:  # unsubscribe links reach this API
+            update["public_base_url"] = f"http://{settings.api_host}:{settings.api_port}"
+        settings = settings.model_copy(update=update)
         env = await embedded.start_temporal(data / "temporal.db", port=temporal_port, ui_port=settings.temporal_ui_port)
         async with env, worker.running_worker(settings, env.client):
             config = uvicorn.Config(create_app(settings, client=env.client), host=settings.api_host,
