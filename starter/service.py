@@ -118,15 +118,13 @@ class Interviews:
         key = event.dedupe_key()
         for _ in range(40):  # the signal is durable; this only waits to report the new plan
             state = await self.state(interview_id, wait=False)
-            if state is None:
+            if state is None:  # no worker answered: the event waits in the journey's history
                 return None, None
-            outcomes = [o for o in state.events if o.event == key]
-            if outcomes:
-                return outcomes[-1], state
-            if any(o.event == key for o in state.events) or len(state.events) > 10_000:
-                break
+            outcome = next((o for o in reversed(state.events) if o.event == key), None)
+            if outcome is not None:
+                return outcome, state
             await asyncio.sleep(0.05)
-        return None, await self.state(interview_id, wait=False)
+        return None, state
 
     async def state(self, interview_id: str, wait: bool = True) -> InterviewState | None:
         """Live state by query (needs a worker); None when no worker answered in time."""
