@@ -1,8 +1,8 @@
-"""Building blocks every journey reuses: follow-up spacing, remind-before windows, and the one
-durable wait ("sleep until the step is due, unless an event changes the plan").
+"""Building blocks every journey reuses: follow-up spacing, remind-before windows, the one
+durable wait ("sleep until the step is due, unless an event changes the plan") and the send step.
 
-The first three are pure functions of (anchors, policy) so they are unit- and property-tested
-without Temporal; `wait_for_step_or_change` is the only piece that touches the workflow API.
+The pure functions of (anchors, policy) are unit- and property-tested without Temporal;
+`wait_for_step_or_change` and `send` are the pieces that touch the workflow API.
 """
 
 from __future__ import annotations
@@ -11,6 +11,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.send import PermanentDeliveryFailure, SendActivities
+    from workflows.models import SendRequest, SendStatus
+
+SEND_TIMEOUT = timedelta(seconds=30)  # = the outbox lease: a stuck attempt is retried after this
+SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(minutes=10))
 
 
 def when(moment: datetime) -> str:
@@ -52,3 +62,25 @@ async def wait_for_step_or_change(due: datetime, changed: Callable[[], bool], su
     except TimeoutError:
         return True
     return False
+
+
+async def send(request: SendRequest, on_skip: Callable[[str, str], None]) -> SendStatus:
+    """Run the send step. A skip or a permanent refusal is reported to `on_skip(key, reason)` and
+    the journey goes on; anything else is retried with backoff until it goes through."""
+    try:
+        result = await workflow.execute_activity_method(
+            SendActivities.send_message,
+            request,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=SEND_RETRY,
+            summary=f"send {request.key}",
+        )
+    except ActivityError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type in PermanentDeliveryFailure.ALL:
+            on_skip(request.key, f"delivery failed: {cause.message}")
+            return SendStatus.FAILED
+        raise
+    if result.status == SendStatus.SKIPPED:
+        on_skip(request.key, result.reason or "skipped by the send step")
+    return result.status

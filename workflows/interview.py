@@ -10,16 +10,11 @@ Events    confirm / reschedule / cancel / complete (signals, deduplicated), appl
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.send import PermanentDeliveryFailure, SendActivities
     from workflows import interview_rules as rules
-    from workflows.blocks import wait_for_step_or_change, when
+    from workflows.blocks import send, wait_for_step_or_change, when
     from workflows.models import (
         CLOSED_STATUSES,
         Invitation,
@@ -33,32 +28,6 @@ with workflow.unsafe.imports_passed_through():
         StepKind,
     )
     from workflows.search import publish
-
-SEND_TIMEOUT = timedelta(seconds=30)
-SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
-                         maximum_interval=timedelta(minutes=10))
-
-
-async def send(request: SendRequest, state: InterviewState) -> SendStatus:
-    """Run the send step; a permanent refusal is recorded as a skip and the journey goes on."""
-    try:
-        result = await workflow.execute_activity_method(
-            SendActivities.send_message,
-            request,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=SEND_RETRY,
-            summary=f"send {request.key}",
-        )
-    except ActivityError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type in PermanentDeliveryFailure.ALL:
-            rules.record_skip(state, request.key, f"delivery failed: {cause.message}", workflow.now())
-            return SendStatus.FAILED
-        raise
-    if result.status == SendStatus.SKIPPED:
-        rules.record_skip(state, request.key, result.reason or "skipped by the send step", workflow.now())
-    return result.status
-
 
 def workflow_id(interview_id: str) -> str:
     return f"interview-{interview_id}"
@@ -170,7 +139,7 @@ class InterviewJourney:
             due_at=step.at,
             not_after=step.not_after,
         )
-        return await send(request, self.state)
+        return await send(request, lambda key, reason: rules.record_skip(self.state, key, reason, workflow.now()))
 
     def _show(self, step: PlannedStep | None) -> None:
         """Search attributes and current details, so the Web UI tells the journey's story."""

@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.send import SendActivities
-    from workflows.interview import SEND_RETRY, SEND_TIMEOUT
+    from workflows.blocks import SEND_RETRY, SEND_TIMEOUT
     from workflows.models import SendResult
 
 
