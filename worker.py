@@ -16,10 +16,11 @@ from activities.send import SendActivities, Sender
 from activities.store import Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
+from workflows.appointment import AppointmentJourney
 from workflows.interview import InterviewJourney
 from workflows.resend import ResendMessage
 
-WORKFLOWS = [InterviewJourney, ResendMessage]
+WORKFLOWS = [InterviewJourney, AppointmentJourney, ResendMessage]
 # Pure libraries the models use; passing them through keeps one copy and no per-task re-import.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "email_validator", "idna")

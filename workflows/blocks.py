@@ -46,6 +46,17 @@ def remind_before(event_at: datetime, before: timedelta, grace: timedelta) -> tu
     return at, min(at + grace, event_at)
 
 
+def offset_label(offset: timedelta) -> str:
+    """`1h`, `15m`, `1d2h`: how an offset reads inside an idempotency key."""
+    seconds = int(offset.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
 def stamp_key(moment: datetime) -> str:
     """A compact UTC stamp for idempotency keys: the same moment always gives the same key."""
     return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

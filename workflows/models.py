@@ -75,6 +75,8 @@ class StepKind(StrEnum):
     COMPLETE = "complete"
     EXPIRE = "expire"
     ABANDON = "abandon"
+    RESEND = "resend"
+    NOTICE = "notice"
 
 
 class PlannedStep(Strict):
@@ -236,3 +238,100 @@ class InterviewState(BaseModel):
     skips: list[Skip] = []
     events: list[EventOutcome] = []
     policy: InterviewPolicy = InterviewPolicy()
+
+
+# --- appointment journey ----------------------------------------------------------------------
+
+
+def _offsets(value: list[timedelta]) -> list[timedelta]:
+    if len(set(value)) != len(value):
+        raise ValueError("reminder offsets must be distinct")
+    return sorted(value, reverse=True)  # the earliest reminder first
+
+
+ReminderOffsets = Annotated[list[PositiveDuration], Field(min_length=1, max_length=10), AfterValidator(_offsets)]
+
+
+class AppointmentPolicy(Strict):
+    """Seed 002: one reminder an hour before, only while scheduled or confirmed."""
+
+    reminder_offsets: ReminderOffsets = [timedelta(hours=1)]
+    reminder_grace: NonNegativeDuration = timedelta(minutes=10)
+    cancellation_notice: bool = True
+    hold_early_events_for: PositiveDuration = timedelta(hours=24)
+
+
+class AppointmentPolicyOverrides(Strict):
+    reminder_offsets: ReminderOffsets | None = None
+    reminder_grace: NonNegativeDuration | None = None
+    cancellation_notice: bool | None = None
+
+
+class Booking(Strict):
+    """What `POST /v1/appointments` carries."""
+
+    appointment_id: EntityId
+    patient: Recipient
+    scheduled_at: AwareDatetime
+    doctor: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    clinic: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    location: ShortText | None = None
+    confirmed: bool = False
+    policy: AppointmentPolicyOverrides = AppointmentPolicyOverrides()
+
+
+class AppointmentInput(Strict):
+    appointment_id: EntityId
+    booking: Booking | None = None
+    policy: AppointmentPolicy = AppointmentPolicy()
+
+
+class AppointmentStatus(StrEnum):
+    AWAITING_START = "awaiting_start"
+    SCHEDULED = "scheduled"
+    CONFIRMED = "confirmed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+APPOINTMENT_CLOSED = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.CANCELLED, AppointmentStatus.ABANDONED})
+
+
+class AppointmentEvent(Strict):
+    kind: Literal["confirm", "reschedule", "cancel", "complete", "resend_reminder"]
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    scheduled_at: AwareDatetime | None = None
+    reason: ShortText | None = None
+    notify: bool | None = None  # cancel: send the cancellation notice (default: the policy's)
+
+    @model_validator(mode="after")
+    def _time_when_needed(self) -> AppointmentEvent:
+        if self.kind == "reschedule" and self.scheduled_at is None:
+            raise ValueError("reschedule needs scheduled_at")
+        if self.kind != "reschedule" and self.scheduled_at is not None:
+            raise ValueError(f"{self.kind} takes no scheduled_at")
+        return self
+
+    def dedupe_key(self) -> str:
+        if self.event_id:
+            return self.event_id
+        stamp = self.scheduled_at.isoformat() if self.scheduled_at else ""
+        return f"{self.kind}:{stamp}"
+
+
+class AppointmentState(BaseModel):
+    appointment_id: str
+    status: AppointmentStatus
+    patient_email: str | None = None
+    scheduled_at: datetime | None = None
+    confirmed: bool = False
+    reminders_sent: list[str] = []
+    resends_requested: int = 0
+    resends_sent: int = 0
+    notice_pending: bool = False
+    notice_sent: bool = False
+    next_step: PlannedStep | None = None
+    skips: list[Skip] = []
+    events: list[EventOutcome] = []
+    policy: AppointmentPolicy = AppointmentPolicy()

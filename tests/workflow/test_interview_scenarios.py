@@ -2,94 +2,49 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import asyncpg
-import pytest
-
-import worker
 from starter.service import Interviews
+from tests.workflow.conftest import Driver, driver_fixture
 from workflows.interview import InterviewJourney, workflow_id
-from workflows.models import CLOSED_STATUSES, Invitation, InterviewEvent, InterviewInput, InterviewState, InterviewStatus, Recipient
+from workflows.models import CLOSED_STATUSES, Invitation, InterviewEvent, InterviewInput, InterviewStatus, Recipient
 
 H = timedelta(hours=1)
 
 
-class Scenario:
-    def __init__(self, env, settings, interview_id: str, database_url: str) -> None:
-        self.env, self.settings, self.interview_id, self.database_url = env, settings, interview_id, database_url
-        self.client = env.client
-        self.invited_at: datetime | None = None
+class Scenario(Driver):
+    journey = InterviewJourney
+    closed = CLOSED_STATUSES
+    prefix = "interview"
+
+    @property
+    def interview_id(self) -> str:
+        return self.entity_id
+
+    @property
+    def invited_at(self) -> datetime | None:
+        return self.anchor
+
+    @invited_at.setter
+    def invited_at(self, value: datetime) -> None:
+        self.anchor = value
 
     async def start(self, **fields) -> None:
-        self.invited_at = await self.env.get_current_time()
+        self.anchor = await self.now()
         invitation = Invitation(
-            interview_id=self.interview_id,
-            candidate=Recipient(email=f"cand-{self.interview_id}@example.com", name="Ann", time_zone="Europe/Berlin"),
-            invited_at=self.invited_at,
-            slot_selection_url=f"https://jobs.example.com/slots/{self.interview_id}",
+            interview_id=self.entity_id,
+            candidate=Recipient(email=f"cand-{self.entity_id}@example.com", name="Ann", time_zone="Europe/Berlin"),
+            invited_at=self.anchor,
+            slot_selection_url=f"https://jobs.example.com/slots/{self.entity_id}",
             **fields,
         )
         await Interviews(self.client, self.settings).start(invitation)
 
-    async def at(self, offset: timedelta) -> None:
-        """Skip time to invited_at + offset."""
-        assert self.invited_at is not None
-        remaining = self.invited_at + offset - await self.env.get_current_time()
-        if remaining > timedelta(0):
-            await self.env.sleep(remaining)
-
     async def event(self, kind: str, scheduled_at: datetime | None = None, **fields) -> None:
-        handle = self.client.get_workflow_handle(workflow_id(self.interview_id))
-        await handle.signal(InterviewJourney.event, InterviewEvent(kind=kind, scheduled_at=scheduled_at, **fields))
-
-    async def state(self) -> InterviewState:
-        handle = self.client.get_workflow_handle(workflow_id(self.interview_id))
-        return await handle.query(InterviewJourney.state_query)
-
-    async def result(self) -> InterviewState:
-        """Skip time, a day at a time, until the journey ends (at most 30 days)."""
-        handle = self.client.get_workflow_handle_for(InterviewJourney.run, workflow_id(self.interview_id))
-        for _ in range(30):
-            if (await handle.query(InterviewJourney.state_query)).status in CLOSED_STATUSES:
-                break
-            await self.env.sleep(timedelta(days=1))
-        return await handle.result()
-
-    async def sent(self) -> list[tuple[str, timedelta]]:
-        """(key suffix, due at − invited at, to the second) for every message actually delivered.
-        A follow-up keeps ≥ interval from the previous *send*, which fired some ms after its due time."""
-        conn = await asyncpg.connect(self.database_url)
-        try:
-            rows = await conn.fetch(
-                "SELECT key, due_at FROM messages WHERE entity_id = $1 AND status = 'sent' ORDER BY due_at",
-                self.interview_id,
-            )
-        finally:
-            await conn.close()
-        assert self.invited_at is not None
-        return [(r["key"].split("/", 1)[1], timedelta(seconds=round((r["due_at"] - self.invited_at).total_seconds())))
-                for r in rows]
+        await self.signal(InterviewEvent(kind=kind, scheduled_at=scheduled_at, **fields))
 
 
-HISTORIES = Path(__file__).resolve().parent.parent / "histories"
-
-
-@pytest.fixture
-async def scenario(ts_env, make_settings, uid, database_url, request):
-    settings = make_settings()
-    async with worker.running_worker(settings, ts_env.client):
-        scenario = Scenario(ts_env, settings, f"iv-{uid}", database_url)
-        yield scenario
-        if os.environ.get("FOLLOWUPS_RECORD_HISTORIES"):
-            # `FOLLOWUPS_RECORD_HISTORIES=1 pytest tests/workflow` refreshes tests/histories/ for the
-            # replay test; commit new files only: old ones are the histories sleeping journeys have.
-            target = HISTORIES / f"interview-{request.node.name.removeprefix('test_')}.json"
-            if not target.exists():
-                history = await ts_env.client.get_workflow_handle(workflow_id(scenario.interview_id)).fetch_history()
-                target.write_text(history.to_json())
+scenario = driver_fixture(Scenario)
 
 
 async def test_no_answer_gets_three_followups_then_expires(scenario, smtp):
