@@ -10,6 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from temporalio.service import RPCError, RPCStatusCode
+
 import worker
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -71,6 +73,15 @@ class Driver:
                 for r in rows]
 
 
+async def _terminate_if_running(client, workflow_id: str) -> None:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        await handle.terminate("test finished")
+    except RPCError as err:  # NOT_FOUND: it had already ended, as most do
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
 def driver_fixture(driver_class: type[Driver]):
     @pytest.fixture
     async def fixture(ts_env, make_settings, uid, database_url, request):
@@ -85,5 +96,8 @@ def driver_fixture(driver_class: type[Driver]):
                 if not target.exists():
                     history = await ts_env.client.get_workflow_handle(driver.workflow_id).fetch_history()
                     target.write_text(history.to_json())
+            # A journey left running would hold the shared time-skipping server's clock: its next timer
+            # schedules a workflow task nobody polls once this worker is gone, and time stops skipping.
+            await _terminate_if_running(ts_env.client, driver.workflow_id)
 
     return fixture
