@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError, select_autoescape
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    select_autoescape,
+)
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -51,6 +59,8 @@ class Renderer:
             html = self.html_env.get_template(f"{template}.html").render({**context, "subject": subject})
         except TemplateNotFound as err:
             raise TemplateProblem(f"no template {err.name!r}") from err
-        except UndefinedError as err:
+        except (UndefinedError, SecurityError) as err:
             raise TemplateProblem(f"template {template!r}: {err.message}") from err
+        except TemplateSyntaxError as err:
+            raise TemplateProblem(f"template {err.name or template!r} line {err.lineno}: {err.message}") from err
         return Rendered(subject=subject, text=str(text_module).strip() + "\n", html=html)

@@ -23,7 +23,7 @@ from activities import tokens
 from activities.mail import DeliveryRefused, Envelope, SmtpTransport, build, message_id
 from activities.render import Renderer, TemplateProblem
 from activities.store import Outbox, Suppressions
-from workflows.models import MessageCategory, SendRequest, SendResult, SendStatus
+from workflows.models import MessageCategory, SendRequest, SendResult, SendStatus, too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
 
@@ -86,7 +86,7 @@ class SendActivities:
             return SendResult(key=request.key, status=status, reason=reason, message_id=row["message_id"])
 
         now = datetime.now(timezone.utc)
-        if request.not_after is not None and now > request.not_after:
+        if too_late(request.not_after, now):
             reason = f"too late: due by {request.not_after.isoformat()}, reached the send step at {now.isoformat()}"
             await self.outbox.finish(request.key, "skipped", reason=reason)
             return done(SendStatus.SKIPPED, reason)

@@ -16,7 +16,11 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the one canonical spelling decodes, so a token has exactly one valid form."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("non-canonical base64")
+    return data
 
 
 def _mac(secret: str, email: str, key: str) -> bytes:

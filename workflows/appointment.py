@@ -11,7 +11,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import appointment_rules as rules
-    from workflows.blocks import send, wait_for_step_or_change, when
+    from workflows.blocks import send, too_late, wait_for_step_or_change, when
     from workflows.models import (
         AppointmentEvent,
         AppointmentInput,
@@ -98,7 +98,7 @@ class AppointmentJourney:
             assert self.state.scheduled_at is not None
             offset = self.state.scheduled_at - step.at
             key = rules.reminder_key(self.state.appointment_id, self.state.scheduled_at, offset)
-            if step.not_after and now > step.not_after:
+            if too_late(step.not_after, now):
                 rules.record_skip(self.state, key, f"reminder moment passed {now - step.at} ago, beyond the grace", now)
                 return
             if await self._send(key, "appointment_reminder", step) in (SendStatus.SENT, SendStatus.DRY_RUN):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows.blocks import offset_label, remind_before, stamp_key, when
+from workflows.blocks import no_change, offset_label, remind_before, stamp_key, when
 from workflows.models import (
     APPOINTMENT_CLOSED,
     AppointmentEvent,
@@ -80,16 +80,18 @@ def apply_event(state: AppointmentState, event: AppointmentEvent, policy: Appoin
         state.events.append(result)
         return result
 
-    if any(seen.event == key and seen.applied for seen in state.events):
+    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
         return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
     if state.status in APPOINTMENT_CLOSED:
+        if (event.kind, state.status) in (("cancel", AppointmentStatus.CANCELLED), ("complete", AppointmentStatus.COMPLETED)):
+            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
         return outcome(False, f"the journey has already ended ({state.status.value})")
     if event.kind == "reschedule":
         assert event.scheduled_at is not None
         if event.scheduled_at <= now:
             return outcome(False, "scheduled_at is in the past")
         if event.scheduled_at == state.scheduled_at:
-            return outcome(False, "duplicate: already scheduled at that time")
+            return no_change(state, event, "already scheduled at that time")
         state.scheduled_at = event.scheduled_at
         return outcome(True)
     if event.kind == "confirm":

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.send import PermanentDeliveryFailure, SendActivities
-    from workflows.models import SendRequest, SendStatus
+    from workflows.models import EventOutcome, SendRequest, SendStatus, too_late  # noqa: F401 (too_late: for journeys)
 
 SEND_TIMEOUT = timedelta(seconds=30)  # = the outbox lease: a stuck attempt is retried after this
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
@@ -41,7 +41,8 @@ def followup_due(
 
 
 def remind_before(event_at: datetime, before: timedelta, grace: timedelta) -> tuple[datetime, datetime]:
-    """(when to remind, the last moment a reminder still makes sense). Never after the event."""
+    """(when to remind, the moment from which a reminder no longer makes sense: `at + grace`, or
+    the event itself if sooner)."""
     at = event_at - before
     return at, min(at + grace, event_at)
 
@@ -60,6 +61,16 @@ def offset_label(offset: timedelta) -> str:
 def stamp_key(moment: datetime) -> str:
     """A compact UTC stamp for idempotency keys: the same moment always gives the same key."""
     return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def no_change(state, event, why: str) -> EventOutcome:
+    """An event that asks for what already is (confirm the time it has): a success that changes
+    nothing. Logged under its `event_id`, so a late redelivery after a later change is still a
+    duplicate and cannot undo that change; without an id nothing is logged (twice = once)."""
+    result = EventOutcome(event=event.dedupe_key(), applied=True, reason=f"no change: {why}")
+    if event.event_id:
+        state.events.append(result)
+    return result
 
 
 async def wait_for_step_or_change(due: datetime, changed: Callable[[], bool], summary: str) -> bool:
@@ -92,6 +103,6 @@ async def send(request: SendRequest, on_skip: Callable[[str, str], None]) -> Sen
             on_skip(request.key, f"delivery failed: {cause.message}")
             return SendStatus.FAILED
         raise
-    if result.status == SendStatus.SKIPPED:
-        on_skip(request.key, result.reason or "skipped by the send step")
+    if result.status in (SendStatus.SKIPPED, SendStatus.FAILED):  # FAILED: the key had failed before
+        on_skip(request.key, result.reason or f"{result.status.value} at the send step")
     return result.status

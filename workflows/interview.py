@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import interview_rules as rules
-    from workflows.blocks import send, wait_for_step_or_change, when
+    from workflows.blocks import send, too_late, wait_for_step_or_change, when
     from workflows.models import (
         CLOSED_STATUSES,
         Invitation,
@@ -101,7 +101,7 @@ class InterviewJourney:
             self.state.status = InterviewStatus.COMPLETED
         elif step.kind == StepKind.FOLLOWUP:
             key = rules.followup_key(self.state.interview_id, step.number)
-            if step.not_after and now > step.not_after:
+            if too_late(step.not_after, now):
                 rules.record_skip(self.state, key, "the interview expired before this follow-up", now)
                 self.state.status = InterviewStatus.EXPIRED
                 return
@@ -111,7 +111,7 @@ class InterviewJourney:
         else:
             assert self.state.scheduled_at is not None
             key = rules.reminder_key(self.state.interview_id, self.state.scheduled_at)
-            if step.not_after and now > step.not_after:
+            if too_late(step.not_after, now):
                 late = now - step.at
                 rules.record_skip(self.state, key, f"reminder moment passed {late} ago, beyond the grace", now)
                 return

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.blocks import followup_due, remind_before, stamp_key, when
+from workflows.blocks import no_change, followup_due, remind_before, stamp_key, when
 from workflows.models import (
     CLOSED_STATUSES,
     EventOutcome,
@@ -87,7 +87,9 @@ def start(state: InterviewState, invitation: Invitation, invited_at: datetime) -
 
 
 def apply_event(state: InterviewState, event: InterviewEvent, now: datetime) -> EventOutcome:
-    """Change the state for one event. Twice the same event = once; an invalid one changes nothing."""
+    """Change the state for one event. Twice the same event = once; an invalid one changes nothing.
+    Only an `event_id` identifies a delivery: without one, moving back to an earlier time is a new
+    request, and a repeat is caught by the state itself (already at that time, already cancelled)."""
     key = event.dedupe_key()
 
     def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
@@ -95,9 +97,11 @@ def apply_event(state: InterviewState, event: InterviewEvent, now: datetime) -> 
         state.events.append(result)
         return result
 
-    if any(seen.event == key and seen.applied for seen in state.events):
+    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
         return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
     if state.status in CLOSED_STATUSES:
+        if (event.kind, state.status) in (("cancel", InterviewStatus.CANCELLED), ("complete", InterviewStatus.COMPLETED)):
+            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
         return outcome(False, f"the journey has already ended ({state.status.value})")
     if event.kind in ("confirm", "reschedule"):
         assert event.scheduled_at is not None
@@ -105,8 +109,8 @@ def apply_event(state: InterviewState, event: InterviewEvent, now: datetime) -> 
             return outcome(False, "scheduled_at is before invited_at")
         if event.scheduled_at <= now:
             return outcome(False, "scheduled_at is in the past")
-        if state.scheduled_at == event.scheduled_at and state.status == InterviewStatus.SCHEDULED:
-            return outcome(False, "duplicate: already scheduled at that time")
+        if state.scheduled_at == event.scheduled_at:
+            return no_change(state, event, "already scheduled at that time")
         state.scheduled_at = event.scheduled_at
         if state.status != InterviewStatus.AWAITING_START:
             state.status = InterviewStatus.SCHEDULED

@@ -85,7 +85,7 @@ class PlannedStep(Strict):
     kind: StepKind
     at: datetime
     number: int = 0
-    not_after: datetime | None = None  # past this moment the step is skipped, never sent late
+    not_after: datetime | None = None  # from this moment on the step is skipped, never sent late
     label: str = ""
 
 
@@ -335,3 +335,9 @@ class AppointmentState(BaseModel):
     skips: list[Skip] = []
     events: list[EventOutcome] = []
     policy: AppointmentPolicy = AppointmentPolicy()
+
+
+def too_late(not_after: datetime | None, now: datetime) -> bool:
+    """A step's `not_after` is exclusive: from that moment on (the interview itself, the expiry) it
+    is skipped, never sent late."""
+    return not_after is not None and now >= not_after

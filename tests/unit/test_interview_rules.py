@@ -40,6 +40,7 @@ from workflows.models import (
     PlannedStep,
     Recipient,
     StepKind,
+    too_late,
 )
 
 UTC = timezone.utc
@@ -57,7 +58,7 @@ PROPERTY = settings(max_examples=200, deadline=None, database=None, suppress_hea
 SENT, DRY_RUN, SKIPPED, REFUSED, FAILED_REPLAY = "sent", "dry_run", "skipped", "refused", "failed_replay"
 """Send-step outcomes. SKIPPED: the activity returned SKIPPED (suppressed, too late): on_skip.
 REFUSED: a permanent refusal raised to the workflow: on_skip, FAILED. FAILED_REPLAY: the activity
-found its key already finished as `failed` and returned SendResult(status=FAILED) (no on_skip)."""
+found its key already finished as `failed` and returned SendResult(status=FAILED): on_skip."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def simulate(journey: Journey, check_duplicates: bool = False) -> Trace:
         trace.sends.append(Send(next(seq), now, step.kind, key, step.number, step.at, step.not_after,
                                 state.scheduled_at, state.status, outcome))
         now += timedelta(seconds=journey.seconds_per_send)
-        if outcome in (SKIPPED, REFUSED):
+        if outcome in (SKIPPED, REFUSED, FAILED_REPLAY):
             rules.record_skip(state, key, f"send step: {outcome}", now)
         return outcome
 
@@ -195,7 +196,7 @@ def simulate(journey: Journey, check_duplicates: bool = False) -> Trace:
             state.status = InterviewStatus.COMPLETED
         elif step.kind == StepKind.FOLLOWUP:
             key = rules.followup_key(state.interview_id, step.number)
-            if step.not_after and now > step.not_after:
+            if too_late(step.not_after, now):
                 rules.record_skip(state, key, "the interview expired before this follow-up", now)
                 state.status = InterviewStatus.EXPIRED
             else:
@@ -206,7 +207,7 @@ def simulate(journey: Journey, check_duplicates: bool = False) -> Trace:
         else:
             assert step.kind == StepKind.REMINDER and state.scheduled_at is not None
             key = rules.reminder_key(state.interview_id, state.scheduled_at)
-            if step.not_after and now > step.not_after:
+            if too_late(step.not_after, now):
                 rules.record_skip(state, key, "reminder moment passed beyond the grace", now)
             elif send(step, key) in (SENT, DRY_RUN):
                 state.reminders_sent.append(key)
@@ -451,8 +452,6 @@ def test_the_same_event_twice_applies_once():
     assert state.model_dump() == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reschedule back to an earlier time without event_id is "
-                   "dropped as a duplicate of the first reschedule (dedupe key = kind:scheduled_at)", raises=AssertionError)
 def test_reschedule_back_without_event_id_is_a_new_event():
     first, second = T0 + 100 * H, T0 + 150 * H
     trace = simulate(journey(
@@ -464,8 +463,6 @@ def test_reschedule_back_without_event_id_is_a_new_event():
     assert trace.state.scheduled_at == first
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a retried event whose first delivery was rejected as "
-                   "'already scheduled at that time' is applied on redelivery, undoing a later reschedule", raises=AssertionError)
 def test_a_late_retry_of_a_noop_confirm_does_not_undo_a_reschedule():
     first, second = T0 + 100 * H, T0 + 150 * H
     confirm = event("confirm", T0 + 10 * H, first, "confirm-1")
@@ -478,23 +475,17 @@ def test_a_late_retry_of_a_noop_confirm_does_not_undo_a_reschedule():
     assert trace.state.scheduled_at == second
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: blocks.send reports a FAILED result returned by an already-finished "
-                   "key without on_skip, so the reminder is neither sent nor skipped and is re-planned in a loop", raises=AssertionError)
 def test_a_reminder_whose_send_step_returns_failed_is_not_sent_again():
     interview_at = T0 + 7 * D
     trace = simulate(journey(scheduled_at=interview_at, outcomes=(FAILED_REPLAY,), seconds_per_send=1))
     assert len(trace.reminders()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reminder taken exactly at scheduled_at is sent: not_after is "
-                   "min(at + grace, scheduled_at) and only now > not_after is skipped", raises=AssertionError)
 def test_no_reminder_at_the_interview_moment():
     trace = simulate(REMIND_AT_THE_INTERVIEW)
     assert trace.reminders() == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a follow-up taken exactly at invited_at + expire_after is sent "
-                   "(skip only when now > not_after), although next_step expires when due == expiry", raises=AssertionError)
 def test_no_followup_at_the_expiry_moment():
     trace = simulate(FOLLOWUP_AT_THE_EXPIRY)
     assert trace.followups() == []
@@ -545,8 +536,6 @@ def test_never_a_reminder_after_the_interview_or_before_its_moment(j: Journey):
         assert s.at >= s.scheduled_at - j.policy.reminder_before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reminder taken exactly at scheduled_at is sent (see "
-                   "test_no_reminder_at_the_interview_moment)", raises=AssertionError)
 @PROPERTY
 @given(journeys())
 @example(REMIND_AT_THE_INTERVIEW)
@@ -619,8 +608,6 @@ def test_followups_no_later_than_the_expiry_and_the_end_on_time(j: Journey):
         assert trace.closed_at == max(trace.state.scheduled_at, last_activity)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a follow-up taken exactly at the expiry moment is sent (see "
-                   "test_no_followup_at_the_expiry_moment)", raises=AssertionError)
 @PROPERTY
 @given(journeys())
 @example(FOLLOWUP_AT_THE_EXPIRY)

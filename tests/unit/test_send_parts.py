@@ -79,9 +79,6 @@ def test_tampering_that_changes_what_a_part_says_is_refused(email, key, part, po
         verify(SECRET, ".".join(parts))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: verify accepts non-canonical base64: changing the unused low bits "
-                   "of a part's last character gives a different token string that still verifies",
-                   raises=pytest.fail.Exception)
 @pytest.mark.parametrize("part", [0, 1, 2], ids=["email", "key", "mac"])
 def test_a_flipped_last_character_is_refused(part: int):
     parts = sign(SECRET, "anna@example.com", "interview-42/followup-1").split(".")
@@ -324,9 +321,6 @@ def test_the_sandbox_is_immutable(tmp_path: Path):
     assert items == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Renderer.render only maps TemplateNotFound/UndefinedError to "
-                   "TemplateProblem; a SecurityError or TemplateSyntaxError escapes, so the send step retries it "
-                   "forever as if transient", raises=(SecurityError, TemplateSyntaxError))
 @pytest.mark.parametrize("body", ["{{ ''.__class__.__mro__ }}", "{{ unclosed "])
 def test_any_broken_template_is_a_template_problem(tmp_path: Path, body: str):
     (tmp_path / "bad.txt").write_text("{% set subject %}Hi{% endset %}" + body)
