@@ -24,9 +24,11 @@ from activities import tokens
 from activities.store import Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
-from starter.service import Interviews, NotFound, Rejected, ServiceError, utc_now
-from workflows.interview import workflow_id
+from starter.service import Appointments, Interviews, Journeys, NotFound, Rejected, ServiceError, utc_now
 from workflows.models import (
+    AppointmentEvent,
+    AppointmentState,
+    Booking,
     EntityId,
     EventOutcome,
     Invitation,
@@ -53,6 +55,15 @@ class InterviewView(BaseModel):
     messages: list[MessageView] = []
 
 
+class AppointmentView(BaseModel):
+    appointment_id: str
+    workflow_id: str
+    created: bool | None = None
+    state: AppointmentState | None = Field(None, description="null when no worker answered in time")
+    event: EventOutcome | None = None
+    messages: list[MessageView] = []
+
+
 class MessageView(BaseModel):
     key: str
     journey: str
@@ -71,6 +82,7 @@ class MessageView(BaseModel):
 
 MessageView.model_rebuild()
 InterviewView.model_rebuild()
+AppointmentView.model_rebuild()
 
 
 class ScheduleBody(BaseModel):
@@ -83,6 +95,15 @@ class ReasonBody(BaseModel):
     reason: ShortText | None = None
     event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     model_config = {"extra": "forbid"}
+
+
+class EventIdBody(BaseModel):
+    event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    model_config = {"extra": "forbid"}
+
+
+class CancelBody(ReasonBody):
+    notify: bool | None = Field(None, description="send the cancellation notice (default: the policy's)")
 
 
 class ResendView(BaseModel):
@@ -142,6 +163,7 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         await migrate(app.state.pool)
         app.state.client = client or await connect_temporal(settings)
         app.state.interviews = Interviews(app.state.client, settings)
+        app.state.appointments = Appointments(app.state.client, settings)
         app.state.outbox = Outbox(app.state.pool)
         app.state.suppressions = Suppressions(app.state.pool)
         yield
@@ -183,10 +205,25 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     def interviews(request: Request) -> Interviews:
         return request.app.state.interviews
 
+    def appointments(request: Request) -> Appointments:
+        return request.app.state.appointments
+
+    async def messages_of(request: Request, journeys: Journeys, entity_id: str) -> dict[str, Any]:
+        rows = await request.app.state.outbox.list(journey=journeys.kind.name, entity_id=entity_id)
+        return {f"{journeys.kind.name}_id": entity_id, "workflow_id": journeys.kind.workflow_id(entity_id),
+                "messages": [_message_view(r) for r in rows]}
+
     async def view(request: Request, interview_id: str, state: InterviewState | None, **extra: Any) -> InterviewView:
-        rows = await request.app.state.outbox.list(journey="interview", entity_id=interview_id)
-        return InterviewView(interview_id=interview_id, workflow_id=workflow_id(interview_id), state=state,
-                             messages=[_message_view(r) for r in rows], **extra)
+        return InterviewView(state=state, **await messages_of(request, interviews(request), interview_id), **extra)
+
+    async def steer(request: Request, journeys: Journeys, entity_id: str, event: Any) -> tuple[EventOutcome | None, Any]:
+        """Send an event; a rejected one is a 422 naming its reason (a duplicate is a success)."""
+        if getattr(event, "scheduled_at", None) is not None and event.scheduled_at <= utc_now():
+            raise Rejected("scheduled_at is in the past", field="scheduled_at")
+        outcome, state = await journeys.send_event(entity_id, event)
+        if outcome is not None and not outcome.applied and not (outcome.reason or "").startswith("duplicate"):
+            raise Rejected(outcome.reason or "rejected", field="scheduled_at" if event.scheduled_at else None)
+        return outcome, state
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> dict[str, str]:
@@ -203,11 +240,7 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         return JSONResponse(body.model_dump(mode="json"), status_code=201 if created else 200)
 
     async def event(request: Request, interview_id: str, event: InterviewEvent) -> InterviewView:
-        if event.scheduled_at is not None and event.scheduled_at <= utc_now():
-            raise Rejected("scheduled_at is in the past", field="scheduled_at")
-        outcome, state = await interviews(request).send_event(interview_id, event)
-        if outcome is not None and not outcome.applied and not (outcome.reason or "").startswith("duplicate"):
-            raise Rejected(outcome.reason or "rejected", field="scheduled_at" if event.scheduled_at else None)
+        outcome, state = await steer(request, interviews(request), interview_id, event)
         return await view(request, interview_id, state, event=outcome)
 
     @app.post("/v1/interviews/{interview_id}/confirm", dependencies=authed, tags=["interviews"])
@@ -233,6 +266,65 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     @app.get("/v1/interviews/{interview_id}", dependencies=authed, tags=["interviews"])
     async def show_interview(interview_id: EntityId, request: Request) -> InterviewView:
         return await view(request, interview_id, await interviews(request).state(interview_id))
+
+    # --- appointments (seed 002) -------------------------------------------------------------
+
+    async def appointment_view(request: Request, appointment_id: str, state: AppointmentState | None,
+                               **extra: Any) -> AppointmentView:
+        return AppointmentView(state=state, **await messages_of(request, appointments(request), appointment_id),
+                               **extra)
+
+    async def appointment_event(request: Request, appointment_id: str, event: AppointmentEvent) -> AppointmentView:
+        outcome, state = await steer(request, appointments(request), appointment_id, event)
+        return await appointment_view(request, appointment_id, state, event=outcome)
+
+    @app.post("/v1/appointments", status_code=201, dependencies=authed, tags=["appointments"],
+              response_model=AppointmentView)
+    async def start_appointment(booking: Booking, request: Request) -> Any:
+        """Start the appointment journey: reminders at the policy's offsets before scheduled_at.
+        201 when started, 200 when that id already had one."""
+        if booking.scheduled_at <= utc_now():
+            raise Rejected("scheduled_at is in the past", field="scheduled_at")
+        created, state = await appointments(request).start(booking)
+        body = await appointment_view(request, booking.appointment_id, state, created=created)
+        return JSONResponse(body.model_dump(mode="json"), status_code=201 if created else 200)
+
+    @app.post("/v1/appointments/{appointment_id}/confirm", dependencies=authed, tags=["appointments"])
+    async def confirm_appointment(appointment_id: EntityId, request: Request,
+                                  body: EventIdBody | None = None) -> AppointmentView:
+        """The patient confirmed: reminders go on as planned."""
+        return await appointment_event(request, appointment_id,
+                                       AppointmentEvent(kind="confirm", **(body or EventIdBody()).model_dump()))
+
+    @app.post("/v1/appointments/{appointment_id}/reschedule", dependencies=authed, tags=["appointments"])
+    async def reschedule_appointment(appointment_id: EntityId, body: ScheduleBody, request: Request) -> AppointmentView:
+        """Move the appointment: every pending reminder is re-planned for the new time."""
+        return await appointment_event(request, appointment_id,
+                                       AppointmentEvent(kind="reschedule", **body.model_dump()))
+
+    @app.post("/v1/appointments/{appointment_id}/cancel", dependencies=authed, tags=["appointments"])
+    async def cancel_appointment(appointment_id: EntityId, request: Request,
+                                 body: CancelBody | None = None) -> AppointmentView:
+        """Stop every reminder; send the cancellation notice unless `notify` is false."""
+        return await appointment_event(request, appointment_id,
+                                       AppointmentEvent(kind="cancel", **(body or CancelBody()).model_dump()))
+
+    @app.post("/v1/appointments/{appointment_id}/complete", dependencies=authed, tags=["appointments"])
+    async def complete_appointment(appointment_id: EntityId, request: Request,
+                                   body: ReasonBody | None = None) -> AppointmentView:
+        return await appointment_event(request, appointment_id,
+                                       AppointmentEvent(kind="complete", **(body or ReasonBody()).model_dump()))
+
+    @app.post("/v1/appointments/{appointment_id}/resend-reminder", dependencies=authed, tags=["appointments"])
+    async def resend_appointment_reminder(appointment_id: EntityId, request: Request,
+                                          body: EventIdBody | None = None) -> AppointmentView:
+        """Send the reminder again now (a new key per request; an `event_id` makes a retry safe)."""
+        return await appointment_event(request, appointment_id, AppointmentEvent(
+            kind="resend_reminder", **(body or EventIdBody()).model_dump()))
+
+    @app.get("/v1/appointments/{appointment_id}", dependencies=authed, tags=["appointments"])
+    async def show_appointment(appointment_id: EntityId, request: Request) -> AppointmentView:
+        return await appointment_view(request, appointment_id, await appointments(request).state(appointment_id))
 
     @app.get("/v1/messages", dependencies=authed, tags=["messages"])
     async def list_messages(

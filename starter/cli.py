@@ -18,7 +18,10 @@ app = typer.Typer(help="Durable follow-up and reminder journeys on Temporal.", n
 interview_app = typer.Typer(help="Start and steer interview journeys (through the HTTP API).", no_args_is_help=True)
 preview_app = typer.Typer(help="Play a journey on the time-skipping server and print what it would send.",
                           no_args_is_help=True)
+appointment_app = typer.Typer(help="Start and steer appointment journeys (through the HTTP API).",
+                              no_args_is_help=True)
 app.add_typer(interview_app, name="interview")
+app.add_typer(appointment_app, name="appointment")
 app.add_typer(preview_app, name="preview")
 console = Console()
 
@@ -119,13 +122,16 @@ def _call(fn, *args, **kwargs):
 
 def _show(view) -> None:
     state = view.state
-    table = Table(title=f"interview {view.interview_id}", show_header=False)
+    table = Table(title=view.workflow_id, show_header=False)
     if state is None:
         table.add_row("state", "no worker answered: the journey is there, its state is not readable now")
     else:
         table.add_row("status", state.status.value)
         table.add_row("scheduled at", str(state.scheduled_at or "—"))
-        table.add_row("follow-ups sent", f"{state.followups_sent} of {state.policy.max_followups}")
+        if hasattr(state, "followups_sent"):
+            table.add_row("follow-ups sent", f"{state.followups_sent} of {state.policy.max_followups}")
+        if state.reminders_sent:
+            table.add_row("reminders sent", ", ".join(key.split("/", 1)[1] for key in state.reminders_sent))
         table.add_row("next", state.next_step.label if state.next_step else "nothing: the journey has ended")
         for skip in state.skips:
             table.add_row("skipped", f"{skip.step}: {skip.reason}")
@@ -162,9 +168,7 @@ def interview_start(
             policy=policy,
         )
     except ValidationError as err:
-        for problem in err.errors():
-            console.print(f"[red]{'.'.join(map(str, problem['loc']))}[/red]: {problem['msg']}")
-        raise typer.Exit(2) from None
+        _invalid(err)
     _show(_call(lambda c: c.start_interview(invitation)))
 
 
@@ -191,6 +195,69 @@ def interview_complete(interview_id: str) -> None:
 @interview_app.command("show")
 def interview_show(interview_id: str) -> None:
     _show(_call(lambda c: c.get_interview(interview_id)))
+
+
+@appointment_app.command("start")
+def appointment_start(
+    appointment_id: str,
+    email: Annotated[str, typer.Option(help="The patient's email")],
+    name: Annotated[str, typer.Option(help="The patient's name")],
+    at: Annotated[str, typer.Option(help="When: ISO time or +2d")],
+    doctor: Annotated[str, typer.Option(help="Who the appointment is with")],
+    clinic: Annotated[Optional[str], typer.Option(help="Clinic / sender name shown in the email")] = None,
+    location: Annotated[Optional[str], typer.Option()] = None,
+    time_zone: Annotated[Optional[str], typer.Option(help="IANA zone, e.g. Europe/Berlin")] = None,
+    confirmed: Annotated[bool, typer.Option(help="Already confirmed by the patient")] = False,
+    remind: Annotated[list[str], typer.Option(help="Reminder offset before the time, repeatable: 1h, 24h")] = [],
+) -> None:
+    from workflows.models import Booking
+
+    policy = {"reminder_offsets": [parse_duration(v) for v in remind]} if remind else {}
+    try:
+        booking = Booking(appointment_id=appointment_id, patient={"email": email, "name": name, "time_zone": time_zone},
+                          scheduled_at=parse_when(at), doctor=doctor, clinic=clinic, location=location,
+                          confirmed=confirmed, policy=policy)
+    except ValidationError as err:
+        _invalid(err)
+    _show(_call(lambda c: c.start_appointment(booking)))
+
+
+@appointment_app.command("confirm")
+def appointment_confirm(appointment_id: str) -> None:
+    _show(_call(lambda c: c.confirm_appointment(appointment_id)))
+
+
+@appointment_app.command("reschedule")
+def appointment_reschedule(appointment_id: str, at: Annotated[str, typer.Argument(help="ISO time or +2d")]) -> None:
+    _show(_call(lambda c: c.reschedule_appointment(appointment_id, parse_when(at))))
+
+
+@appointment_app.command("cancel")
+def appointment_cancel(appointment_id: str, reason: Annotated[Optional[str], typer.Option()] = None,
+                       notify: Annotated[bool, typer.Option(help="Send the cancellation notice")] = True) -> None:
+    _show(_call(lambda c: c.cancel_appointment(appointment_id, reason, notify)))
+
+
+@appointment_app.command("complete")
+def appointment_complete(appointment_id: str) -> None:
+    _show(_call(lambda c: c.complete_appointment(appointment_id)))
+
+
+@appointment_app.command("resend-reminder")
+def appointment_resend_reminder(appointment_id: str) -> None:
+    """Send the reminder again now."""
+    _show(_call(lambda c: c.resend_appointment_reminder(appointment_id)))
+
+
+@appointment_app.command("show")
+def appointment_show(appointment_id: str) -> None:
+    _show(_call(lambda c: c.get_appointment(appointment_id)))
+
+
+def _invalid(err: ValidationError):
+    for problem in err.errors():
+        console.print(f"[red]{'.'.join(map(str, problem['loc']))}[/red]: {problem['msg']}")
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -231,18 +298,12 @@ def preview_interview(
     `followups preview interview --confirm +60h@+7d --reschedule +100h@+9d`."""
     from starter.preview import Scenario, run_interview_preview
 
-    def pair(text: str) -> tuple[timedelta, timedelta]:
-        at, sep, when = text.partition("@")
-        if not sep:
-            raise typer.BadParameter(f"{text!r}: expected AT@WHEN, e.g. +60h@+7d")
-        return parse_duration(at), parse_duration(when)
-
     events: list[tuple[timedelta, str, timedelta | None]] = []
     if confirm:
-        at, when = pair(confirm)
+        at, when = _pair(confirm)
         events.append((at, "confirm", when))
     for item in reschedule:
-        at, when = pair(item)
+        at, when = _pair(item)
         events.append((at, "reschedule", when))
     if cancel:
         events.append((parse_duration(cancel), "cancel", None))
@@ -254,8 +315,39 @@ def preview_interview(
         policy["max_followups"] = max_followups
     scenario = Scenario(scheduled_at=parse_duration(scheduled_at) if scheduled_at else None,
                         events=sorted(events, key=lambda e: e[0]), policy=policy)
-    result = asyncio.run(run_interview_preview(scenario, Settings()))
-    table = Table("invite +", "when (UTC)", "step", "status", "subject / reason")
+    _print_preview(asyncio.run(run_interview_preview(scenario, Settings())), "invite +")
+
+
+@preview_app.command("appointment")
+def preview_appointment(
+    at: Annotated[str, typer.Option(help="The appointment, as an offset from the booking: +3d")] = "+3d",
+    remind: Annotated[list[str], typer.Option(help="Reminder offset before the time, repeatable: 1h, 24h")] = [],
+    reschedule: Annotated[list[str], typer.Option(help="AT@WHEN: at booking+AT move it to booking+WHEN")] = [],
+    cancel: Annotated[Optional[str], typer.Option(help="Cancel at booking + OFFSET")] = None,
+    resend: Annotated[list[str], typer.Option(help="Force a resend of the reminder at booking + OFFSET")] = [],
+) -> None:
+    """The real appointment workflow on the time-skipping server, e.g.
+    `followups preview appointment --at +3d --remind 24h --remind 1h --reschedule +1d@+4d`."""
+    from starter.preview import Scenario, run_appointment_preview
+
+    events: list[tuple[timedelta, str, timedelta | None]] = [(a, "reschedule", w) for a, w in map(_pair, reschedule)]
+    events += [(parse_duration(offset), "resend_reminder", None) for offset in resend]
+    if cancel:
+        events.append((parse_duration(cancel), "cancel", None))
+    policy = {"reminder_offsets": [parse_duration(v) for v in remind]} if remind else {}
+    scenario = Scenario(scheduled_at=parse_duration(at), events=events, policy=policy)
+    _print_preview(asyncio.run(run_appointment_preview(scenario, Settings())), "booking +")
+
+
+def _pair(text: str) -> tuple[timedelta, timedelta]:
+    at, sep, when = text.partition("@")
+    if not sep:
+        raise typer.BadParameter(f"{text!r}: expected AT@WHEN, e.g. +60h@+7d")
+    return parse_duration(at), parse_duration(when)
+
+
+def _print_preview(result, anchor: str) -> None:
+    table = Table(anchor, "when (UTC)", "step", "status", "subject / reason")
     for line in result.lines:
         table.add_row(line.offset, line.at, line.step, line.status, line.text)
     console.print(table)

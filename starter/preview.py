@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,18 @@ import asyncpg
 from settings import Settings
 from starter import embedded
 from workflows.blocks import when
-from workflows.interview import InterviewJourney, workflow_id
-from workflows.models import CLOSED_STATUSES, Invitation, InterviewEvent, InterviewState, Recipient
+from starter.service import Appointments, Interviews, Journeys
+from workflows.models import (
+    APPOINTMENT_CLOSED,
+    CLOSED_STATUSES,
+    AppointmentEvent,
+    Booking,
+    Invitation,
+    InterviewEvent,
+    Recipient,
+)
+
+PREVIEW_ID = "preview"
 
 
 @dataclass
@@ -42,7 +53,7 @@ class Line:
 class Preview:
     lines: list[Line]
     final_status: str
-    final_state: InterviewState | None = None
+    final_state: Any = None
 
 
 def _offset(delta: timedelta) -> str:
@@ -50,44 +61,42 @@ def _offset(delta: timedelta) -> str:
     return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.2f}d"
 
 
-async def run_interview_preview(scenario: Scenario, settings: Settings) -> Preview:
+EventAt = tuple[timedelta, Callable[[datetime], Any]]  # (offset from the anchor, anchor -> event)
+
+
+async def _play(settings: Settings, service: Callable[..., Journeys], make_start: Callable[[datetime], Any],
+                events: list[EventAt], closed: frozenset) -> Preview:
+    """Start one journey at the time-skipping server's now (the anchor), send each event at its
+    offset, skip time a day at a time until the journey ends, then read what the send step did."""
     import worker
 
     tmp = tempfile.mkdtemp(prefix="followups-preview-")  # a throw-away PostgreSQL, deleted at exit
     settings = settings.model_copy(update={
-        "database_url": embedded.start_postgres(Path(tmp) / "pg", cleanup="delete"), "smtp_host": "preview.invalid", "dry_run": True,
-        "temporal_task_queue": f"preview-{uuid.uuid4().hex[:8]}",
+        "database_url": embedded.start_postgres(Path(tmp) / "pg", cleanup="delete"), "smtp_host": "preview.invalid",
+        "dry_run": True, "temporal_task_queue": f"preview-{uuid.uuid4().hex[:8]}",
     })
     env = await embedded.start_time_skipping()
     async with env, worker.running_worker(settings, env.client):
-        invited_at = await env.get_current_time()
-        interview_id = "preview"
-        invitation = Invitation(
-            interview_id=interview_id,
-            candidate=Recipient(email="candidate@example.com", name="Alex Candidate", time_zone="Europe/Berlin"),
-            invited_at=invited_at, slot_selection_url="https://jobs.example.com/slots/preview",
-            scheduled_at=invited_at + scenario.scheduled_at if scenario.scheduled_at else None,
-            policy=scenario.policy,
-        )
-        from starter.service import Interviews
-
-        await Interviews(env.client, settings).start(invitation)
-        handle = env.client.get_workflow_handle_for(InterviewJourney.run, workflow_id(interview_id))
+        anchor = await env.get_current_time()
+        journeys = service(env.client, settings)
+        await journeys.start(make_start(anchor))
+        handle = env.client.get_workflow_handle(journeys.kind.workflow_id(PREVIEW_ID))
         lines: list[Line] = []
-        for at, kind, scheduled in scenario.events:
-            remaining = invited_at + at - await env.get_current_time()
+        for at, make_event in sorted(events, key=lambda item: item[0]):
+            remaining = anchor + at - await env.get_current_time()
             if remaining > timedelta(0):
                 await env.sleep(remaining)
-            event = InterviewEvent(kind=kind, scheduled_at=invited_at + scheduled if scheduled else None)
-            await handle.signal(InterviewJourney.event, event)
-            lines.append(Line(_offset(at), when(invited_at + at), kind, "event",
-                              f"for {when(event.scheduled_at)}" if event.scheduled_at else ""))
+            event = make_event(anchor)
+            await handle.signal("event", event)
+            scheduled = getattr(event, "scheduled_at", None)
+            lines.append(Line(_offset(at), when(anchor + at), event.kind, "event",
+                              f"for {when(scheduled)}" if scheduled else ""))
         for _ in range(60):
-            state = await handle.query(InterviewJourney.state_query)
-            if state.status in CLOSED_STATUSES:
+            if (await handle.query(journeys.kind.workflow.state_query)).status in closed:
                 break
             await env.sleep(timedelta(days=1))
-        state = await handle.result()
+        await handle.result()
+        state = await handle.query(journeys.kind.workflow.state_query)
         conn = await asyncpg.connect(settings.database_url)
         try:
             rows = await conn.fetch("SELECT key, due_at, status, subject, reason FROM messages ORDER BY due_at")
@@ -95,11 +104,47 @@ async def run_interview_preview(scenario: Scenario, settings: Settings) -> Previ
             await conn.close()
     for row in rows:
         status = "would send" if row["status"] == "dry_run" else row["status"]
-        lines.append(Line(_offset(row["due_at"] - invited_at), when(row["due_at"]), row["key"].split("/", 1)[1],
+        lines.append(Line(_offset(row["due_at"] - anchor), when(row["due_at"]), row["key"].split("/", 1)[1],
                           status, row["subject"] if row["status"] == "dry_run" else row["reason"] or ""))
     for skip in state.skips:
         if not any(line.step == skip.step.split("/", 1)[1] for line in lines):
-            lines.append(Line(_offset(skip.at - invited_at), when(skip.at), skip.step.split("/", 1)[1], "skipped",
+            lines.append(Line(_offset(skip.at - anchor), when(skip.at), skip.step.split("/", 1)[1], "skipped",
                               skip.reason))
     lines.sort(key=lambda line: line.at)
     return Preview(lines=lines, final_status=state.status.value, final_state=state)
+
+
+async def run_interview_preview(scenario: Scenario, settings: Settings) -> Preview:
+    """Offsets are from the invitation."""
+    def invitation(anchor: datetime) -> Invitation:
+        return Invitation(
+            interview_id=PREVIEW_ID,
+            candidate=Recipient(email="candidate@example.com", name="Alex Candidate", time_zone="Europe/Berlin"),
+            invited_at=anchor, slot_selection_url="https://jobs.example.com/slots/preview",
+            scheduled_at=anchor + scenario.scheduled_at if scenario.scheduled_at else None, policy=scenario.policy,
+        )
+
+    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], InterviewEvent]:
+        return lambda anchor: InterviewEvent(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
+
+    return await _play(settings, Interviews, invitation,
+                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events], CLOSED_STATUSES)
+
+
+async def run_appointment_preview(scenario: Scenario, settings: Settings) -> Preview:
+    """Offsets are from the booking; `scenario.scheduled_at` is the appointment (required)."""
+    assert scenario.scheduled_at is not None
+
+    def booking(anchor: datetime) -> Booking:
+        return Booking(
+            appointment_id=PREVIEW_ID,
+            patient=Recipient(email="patient@example.com", name="Pat Patient", time_zone="Europe/Berlin"),
+            scheduled_at=anchor + scenario.scheduled_at, doctor="Dr. Rivera", clinic="Northside Clinic",
+            policy=scenario.policy,
+        )
+
+    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], AppointmentEvent]:
+        return lambda anchor: AppointmentEvent(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
+
+    return await _play(settings, Appointments, booking,
+                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events], APPOINTMENT_CLOSED)

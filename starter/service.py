@@ -8,7 +8,10 @@ start comes. A closed journey's id is never reused (a finished interview never r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -18,11 +21,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from settings import Settings
 from workflows import search
 from workflows.blocks import when
-from workflows.interview import InterviewJourney, workflow_id
+from workflows.appointment import AppointmentJourney
+from workflows.interview import InterviewJourney
 from workflows.models import (
+    AppointmentInput,
+    AppointmentState,
+    Booking,
     EventOutcome,
     Invitation,
-    InterviewEvent,
     InterviewInput,
     InterviewPolicy,
     InterviewState,
@@ -69,55 +75,68 @@ def default_interview_policy(settings: Settings) -> InterviewPolicy:
     )
 
 
-class Interviews:
-    def __init__(self, client: Client, settings: Settings) -> None:
-        self.client = client
-        self.settings = settings
+@dataclass(frozen=True)
+class Kind:
+    """What the service needs to know about one kind of journey."""
 
-    def _handle(self, interview_id: str) -> WorkflowHandle:
-        return self.client.get_workflow_handle(workflow_id(interview_id))
+    name: str  # "interview": the workflow id prefix, the Journey search attribute, the outbox's journey
+    workflow: type  # the @workflow.defn class: has an `event` signal and a `state_query` query
+    start_signal: str  # the signal that carries the start input ("invite", "book"…)
+    empty_input: Callable[[str, Settings], Any]  # the workflow input before the start arrives
 
-    async def _signal_with_start(self, interview_id: str, signal: str, arg: object, summary: str):
+    def workflow_id(self, entity_id: str) -> str:
+        return f"{self.name}-{entity_id}"
+
+
+class Journeys:
+    """Start, steer and read the journeys of one kind. Starts and events are both signal-with-start:
+    whichever arrives first creates the journey, and neither is lost."""
+
+    def __init__(self, client: Client, settings: Settings, kind: Kind) -> None:
+        self.client, self.settings, self.kind = client, settings, kind
+
+    def _handle(self, entity_id: str) -> WorkflowHandle:
+        return self.client.get_workflow_handle(self.kind.workflow_id(entity_id))
+
+    async def _signal_with_start(self, entity_id: str, signal: str, arg: object, summary: str) -> WorkflowHandle:
         return await self.client.start_workflow(
-            InterviewJourney.run,
-            InterviewInput(interview_id=interview_id, policy=default_interview_policy(self.settings)),
-            id=workflow_id(interview_id),
+            self.kind.workflow.run,
+            self.kind.empty_input(entity_id, self.settings),
+            id=self.kind.workflow_id(entity_id),
             task_queue=self.settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             start_signal=signal,
             start_signal_args=[arg],
-            search_attributes=search.at_start("interview", interview_id),
+            search_attributes=search.at_start(self.kind.name, entity_id),
             static_summary=summary,
         )
 
-    async def start(self, invitation: Invitation) -> tuple[bool, InterviewState | None]:
-        """(created, state). Starting the same id again changes nothing."""
-        if invitation.invited_at is None:
-            invitation = invitation.model_copy(update={"invited_at": utc_now()})
-        assert invitation.invited_at is not None
-        summary = (f"Interview {invitation.interview_id} with {invitation.candidate.name} "
-                   f"<{invitation.candidate.email}>, invited {when(invitation.invited_at)}")
+    async def begin(self, entity_id: str, start: object, summary: str, *, wait: bool = True) -> tuple[bool, Any]:
+        """(created, state). Starting the same id again changes nothing. With `wait=False` (bulk
+        imports) the state is not read back and is None."""
         try:
-            handle = await self._signal_with_start(invitation.interview_id, "invite", invitation, summary)
-        except WorkflowAlreadyStartedError:
-            return False, await self.state(invitation.interview_id, wait=False)
+            handle = await self._signal_with_start(entity_id, self.kind.start_signal, start, summary)
+        except WorkflowAlreadyStartedError:  # it existed and has ended
+            return False, (await self.state(entity_id, wait=False) if wait else None)
         created = bool(getattr(getattr(handle, "_start_workflow_response", None), "started", False))
-        return created, await self.state(invitation.interview_id)
+        return created, (await self.state(entity_id) if wait else None)
 
-    async def send_event(self, interview_id: str, event: InterviewEvent) -> tuple[EventOutcome | None, InterviewState | None]:
+    async def send_event(self, entity_id: str, event: Any) -> tuple[EventOutcome | None, Any]:
         """Deliver one event and, when a worker is up, return its outcome and the new plan."""
-        event = event.model_copy(update={"received_at": utc_now()})
+        if "received_at" in type(event).model_fields:
+            event = event.model_copy(update={"received_at": utc_now()})
         try:
-            await self._signal_with_start(interview_id, "event", event,
-                                          f"Interview {interview_id} (created by an early {event.kind})")
+            await self._signal_with_start(entity_id, "event", event,
+                                          f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})")
         except WorkflowAlreadyStartedError as err:
-            state = await self.state(interview_id, wait=False)
+            state = await self.state(entity_id, wait=False)
             status = state.status.value if state else "closed"
-            raise Conflict(f"interview {interview_id} has already ended ({status})") from err
+            raise Conflict(f"{self.kind.name} {entity_id} has already ended ({status})") from err
         key = event.dedupe_key()
+        state = None
         for _ in range(40):  # the signal is durable; this only waits to report the new plan
-            state = await self.state(interview_id, wait=False)
+            state = await self.state(entity_id, wait=False)
             if state is None:  # no worker answered: the event waits in the journey's history
                 return None, None
             outcome = next((o for o in reversed(state.events) if o.event == key), None)
@@ -126,14 +145,44 @@ class Interviews:
             await asyncio.sleep(0.05)
         return None, state
 
-    async def state(self, interview_id: str, wait: bool = True) -> InterviewState | None:
+    async def state(self, entity_id: str, wait: bool = True) -> Any:
         """Live state by query (needs a worker); None when no worker answered in time."""
-        handle = self._handle(interview_id)
         try:
-            return await asyncio.wait_for(handle.query(InterviewJourney.state_query), timeout=5 if wait else 2)
+            return await asyncio.wait_for(self._handle(entity_id).query(self.kind.workflow.state_query),
+                                          timeout=5 if wait else 2)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound(f"no interview {interview_id!r}", field="interview_id") from err
+                raise NotFound(f"no {self.kind.name} {entity_id!r}", field=f"{self.kind.name}_id") from err
             raise Unavailable(f"Temporal could not answer: {err.message}") from err
         except asyncio.TimeoutError:
             return None
+
+
+INTERVIEW = Kind("interview", InterviewJourney, "invite",
+                 lambda entity_id, settings: InterviewInput(interview_id=entity_id,
+                                                            policy=default_interview_policy(settings)))
+APPOINTMENT = Kind("appointment", AppointmentJourney, "book",
+                   lambda entity_id, settings: AppointmentInput(appointment_id=entity_id))
+
+
+class Interviews(Journeys):
+    def __init__(self, client: Client, settings: Settings) -> None:
+        super().__init__(client, settings, INTERVIEW)
+
+    async def start(self, invitation: Invitation, *, wait: bool = True) -> tuple[bool, InterviewState | None]:
+        if invitation.invited_at is None:
+            invitation = invitation.model_copy(update={"invited_at": utc_now()})
+        assert invitation.invited_at is not None
+        summary = (f"Interview {invitation.interview_id} with {invitation.candidate.name} "
+                   f"<{invitation.candidate.email}>, invited {when(invitation.invited_at)}")
+        return await self.begin(invitation.interview_id, invitation, summary, wait=wait)
+
+
+class Appointments(Journeys):
+    def __init__(self, client: Client, settings: Settings) -> None:
+        super().__init__(client, settings, APPOINTMENT)
+
+    async def start(self, booking: Booking, *, wait: bool = True) -> tuple[bool, AppointmentState | None]:
+        summary = (f"Appointment {booking.appointment_id}: {booking.patient.name} <{booking.patient.email}> "
+                   f"with {booking.doctor} at {when(booking.scheduled_at)}")
+        return await self.begin(booking.appointment_id, booking, summary, wait=wait)
