@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_keys: Annotated[list[str], NoDecode, Field(repr=False)] = ["dev-key"]
     api_max_body_bytes: int = 1_000_000
+    api_max_import_bytes: int = 50_000_000  # a CSV upload to /v1/leads/import (~500k rows)
 
     # Worker.
     dry_run: bool = False  # render and record every message, deliver none

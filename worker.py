@@ -10,17 +10,19 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.leads import LeadActivities
 from activities.mail import SmtpSettings, SmtpTransport
 from activities.render import Renderer
 from activities.send import SendActivities, Sender
-from activities.store import Outbox, Suppressions, connect, migrate
+from activities.store import Leads, Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
 from workflows.appointment import AppointmentJourney
 from workflows.interview import InterviewJourney
+from workflows.lead import LeadJourney
 from workflows.resend import ResendMessage
 
-WORKFLOWS = [InterviewJourney, AppointmentJourney, ResendMessage]
+WORKFLOWS = [InterviewJourney, AppointmentJourney, LeadJourney, ResendMessage]
 # Pure libraries the models use; passing them through keeps one copy and no per-task re-import.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "email_validator", "idna")
@@ -41,13 +43,15 @@ def send_activities(settings: Settings, pool) -> SendActivities:
                           dry_run=settings.dry_run)
 
 
-def build_worker(client: Client, settings: Settings, activities: SendActivities) -> Worker:
+def build_worker(client: Client, settings: Settings, activities: SendActivities,
+                 leads: LeadActivities | None = None) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
         workflow_runner=SANDBOX,
-        activities=[activities.send_message, activities.recorded_request],
+        activities=[activities.send_message, activities.recorded_request,
+                    *([leads.record_lead_end] if leads else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
     )
 
@@ -60,7 +64,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     try:
         await migrate(pool)
         client = client or await connect_temporal(settings)
-        worker = build_worker(client, settings, send_activities(settings, pool))
+        worker = build_worker(client, settings, send_activities(settings, pool), LeadActivities(Leads(pool)))
         async with worker:
             yield worker
     finally:

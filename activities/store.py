@@ -136,3 +136,65 @@ class Suppressions:
             email.lower(), source, reason,
         )
         return status.endswith(" 1")
+
+
+@dataclass(frozen=True)
+class CampaignStats:
+    campaign: str
+    started: int
+    emailed_per_step: dict[str, int]
+    converted: int
+    replied: int
+    unsubscribed: int
+
+    @property
+    def conversion_rate(self) -> float:
+        return self.converted / self.started if self.started else 0.0
+
+
+class Leads:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def add_many(self, rows: list[tuple[str, str, str]]) -> set[str]:
+        """Insert (lead_id, campaign, email) rows; the ids that were new."""
+        if not rows:
+            return set()
+        inserted = await self.pool.fetch(
+            "INSERT INTO leads (lead_id, campaign, email) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (lead_id) DO NOTHING "
+            "RETURNING lead_id",
+            [r[0] for r in rows], [r[1] for r in rows], [r[2].lower() for r in rows],
+        )
+        return {row["lead_id"] for row in inserted}
+
+    async def known(self, lead_ids: list[str]) -> set[str]:
+        rows = await self.pool.fetch("SELECT lead_id FROM leads WHERE lead_id = ANY($1::text[])", lead_ids)
+        return {row["lead_id"] for row in rows}
+
+    async def record_end(self, lead_id: str, campaign: str, email: str, status: str, reference: str | None) -> None:
+        await self.pool.execute(
+            "INSERT INTO leads (lead_id, campaign, email, status, conversion_reference, ended_at) "
+            "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (lead_id) DO UPDATE SET status = $4, "
+            "conversion_reference = $5, ended_at = COALESCE(leads.ended_at, now())",
+            lead_id, campaign, email.lower(), status, reference,
+        )
+
+    async def stats(self, campaign: str) -> CampaignStats | None:
+        counts = await self.pool.fetchrow(
+            "SELECT count(*) AS started, count(*) FILTER (WHERE status = 'converted') AS converted, "
+            "count(*) FILTER (WHERE status = 'replied') AS replied, "
+            "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM suppressions s WHERE s.email = leads.email "
+            "AND s.source = 'unsubscribe')) AS unsubscribed FROM leads WHERE campaign = $1",
+            campaign,
+        )
+        if not counts["started"]:
+            return None
+        steps = await self.pool.fetch(
+            "SELECT split_part(m.key, '/', 2) AS step, count(*) AS sent FROM leads l "
+            "JOIN messages m ON m.journey = 'lead' AND m.entity_id = l.lead_id "
+            "WHERE l.campaign = $1 AND m.status IN ('sent', 'dry_run') GROUP BY 1 ORDER BY 1",
+            campaign,
+        )
+        return CampaignStats(campaign, counts["started"], {row["step"]: row["sent"] for row in steps},
+                             counts["converted"], counts["replied"], counts["unsubscribed"])

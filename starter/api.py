@@ -14,17 +14,29 @@ from datetime import datetime
 from html import escape
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from activities import tokens
-from activities.store import Outbox, Suppressions, connect, migrate
+from activities.store import Leads, Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
-from starter.service import Appointments, Interviews, Journeys, NotFound, Rejected, ServiceError, utc_now
+from starter import lead_import
+from starter.service import (
+    Appointments,
+    Conflict,
+    Interviews,
+    Journeys,
+    LeadJourneys,
+    NotFound,
+    Rejected,
+    ServiceError,
+    utc_now,
+)
 from workflows.models import (
     AppointmentEvent,
     AppointmentState,
@@ -34,6 +46,9 @@ from workflows.models import (
     Invitation,
     InterviewEvent,
     InterviewState,
+    Lead,
+    LeadEvent,
+    LeadState,
     ShortText,
 )
 from workflows.resend import ResendMessage
@@ -64,6 +79,40 @@ class AppointmentView(BaseModel):
     messages: list[MessageView] = []
 
 
+class LeadView(BaseModel):
+    lead_id: str
+    workflow_id: str
+    created: bool | None = None
+    state: LeadState | None = Field(None, description="null when no worker answered in time")
+    event: EventOutcome | None = None
+    messages: list[MessageView] = []
+
+
+class RowProblemView(BaseModel):
+    line: int
+    field: str
+    reason: str
+
+
+class ImportView(BaseModel):
+    campaign: str | None
+    rows: int = Field(description="data rows read (blank lines not counted)")
+    started: int = Field(description="new journeys started")
+    already_imported: int = Field(description="rows whose lead already had a journey: nothing started")
+    rejected: list[RowProblemView] = Field(description="bad rows, skipped: line number, field and reason")
+    ignored_columns: list[str]
+
+
+class CampaignStatsView(BaseModel):
+    campaign: str
+    started: int
+    emailed_per_step: dict[str, int]
+    converted: int
+    replied: int
+    unsubscribed: int
+    conversion_rate: float
+
+
 class MessageView(BaseModel):
     key: str
     journey: str
@@ -83,6 +132,7 @@ class MessageView(BaseModel):
 MessageView.model_rebuild()
 InterviewView.model_rebuild()
 AppointmentView.model_rebuild()
+LeadView.model_rebuild()
 
 
 class ScheduleBody(BaseModel):
@@ -106,6 +156,10 @@ class CancelBody(ReasonBody):
     notify: bool | None = Field(None, description="send the cancellation notice (default: the policy's)")
 
 
+class ConvertedBody(EventIdBody):
+    reference: ShortText | None = Field(None, description="e.g. the order or contract id")
+
+
 class ResendView(BaseModel):
     original_key: str
     new_key: str
@@ -115,37 +169,42 @@ class ResendView(BaseModel):
 class BodyLimit:
     """413 for bodies over the limit, whether or not Content-Length is honest."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.limits = app, limit, limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.limits.get(scope["path"], self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _too_large(self.limit, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _too_large(limit, send)
         seen = 0
 
         async def limited() -> dict:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge()
+            if seen > limit:
+                raise _TooLarge(limit)
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _too_large(self.limit, send)
+            await _too_large(limit, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised while the body is read; an HTTPException, so FastAPI's body parsing lets it through."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body exceeds {limit} bytes")
 
 
 async def _too_large(limit: int, send: Send) -> None:
-    body = json.dumps({"error": "PayloadTooLarge", "detail": f"the body exceeds {limit} bytes"}).encode()
+    body = json.dumps({"error": "PayloadTooLarge", "detail": f"the body exceeds {limit} bytes",
+                       "field": "body"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
@@ -164,6 +223,8 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         app.state.client = client or await connect_temporal(settings)
         app.state.interviews = Interviews(app.state.client, settings)
         app.state.appointments = Appointments(app.state.client, settings)
+        app.state.leads = LeadJourneys(app.state.client, settings)
+        app.state.lead_store = Leads(app.state.pool)
         app.state.outbox = Outbox(app.state.pool)
         app.state.suppressions = Suppressions(app.state.pool)
         yield
@@ -177,20 +238,31 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         lifespan=lifespan,
         responses={code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 503)},
     )
-    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes,
+                       limits={"/v1/leads/import": settings.api_max_import_bytes})
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
         body = ErrorBody(error=type(err).__name__, detail=err.detail, field=err.field)
         return JSONResponse(body.model_dump(), status_code=err.status_code)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        name = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.status_code, "HTTPError")
+        body = ErrorBody(error=name, detail=err.detail, field="body" if err.status_code == 413 else None)
+        return JSONResponse(body.model_dump(), status_code=err.status_code, headers=err.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(part) for part in problem["loc"] if part != "body") or "body",
-             "reason": problem["msg"]}
-            for problem in err.errors()
-        ]
+        def field(problem: dict) -> str:
+            location = list(problem["loc"])
+            if problem.get("type") == "json_invalid":
+                return "body"
+            if location and location[0] in ("body", "path", "query", "header", "cookie"):
+                location = location[1:]
+            return ".".join(str(part) for part in location) or "body"
+
+        problems = [{"field": field(problem), "reason": problem["msg"]} for problem in err.errors()]
         first = problems[0]["field"] if problems else None
         return JSONResponse(ErrorBody(error="ValidationError", detail=problems, field=first).model_dump(),
                             status_code=422)
@@ -222,7 +294,10 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
             raise Rejected("scheduled_at is in the past", field="scheduled_at")
         outcome, state = await journeys.send_event(entity_id, event)
         if outcome is not None and not outcome.applied and not (outcome.reason or "").startswith("duplicate"):
-            raise Rejected(outcome.reason or "rejected", field="scheduled_at" if event.scheduled_at else None)
+            if (outcome.reason or "").startswith("the journey has already ended"):
+                raise Conflict(outcome.reason or "", field=f"{journeys.kind.name}_id")
+            raise Rejected(outcome.reason or "rejected",
+                           field="scheduled_at" if getattr(event, "scheduled_at", None) else None)
         return outcome, state
 
     @app.get("/healthz", tags=["ops"])
@@ -325,6 +400,78 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     @app.get("/v1/appointments/{appointment_id}", dependencies=authed, tags=["appointments"])
     async def show_appointment(appointment_id: EntityId, request: Request) -> AppointmentView:
         return await appointment_view(request, appointment_id, await appointments(request).state(appointment_id))
+
+    # --- leads (seed 003) -------------------------------------------------------------------
+
+    def leads(request: Request) -> LeadJourneys:
+        return request.app.state.leads
+
+    async def lead_view(request: Request, lead_id: str, state: LeadState | None, **extra: Any) -> LeadView:
+        return LeadView(state=state, **await messages_of(request, leads(request), lead_id), **extra)
+
+    async def lead_event(request: Request, lead_id: str, event: LeadEvent) -> LeadView:
+        outcome, state = await steer(request, leads(request), lead_id, event)
+        return await lead_view(request, lead_id, state, event=outcome)
+
+    @app.post("/v1/leads", status_code=201, dependencies=authed, tags=["leads"], response_model=LeadView)
+    async def start_lead(lead: Lead, request: Request) -> Any:
+        """Start one lead's nurture sequence (day 0 now, day 3, day 7 by default)."""
+        created, state = await leads(request).start(lead)
+        await request.app.state.lead_store.add_many([(lead.lead_id, lead.campaign, str(lead.contact.email))])
+        body = await lead_view(request, lead.lead_id, state, created=created)
+        return JSONResponse(body.model_dump(mode="json"), status_code=201 if created else 200)
+
+    @app.post("/v1/leads/import", dependencies=authed, tags=["leads"],
+              openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
+    async def import_leads(
+        request: Request,
+        campaign: Annotated[str | None, Query(min_length=1, max_length=100,
+                                              description="for every row (else a campaign column)")] = None,
+        first_line: Annotated[int, Query(ge=1, description="file line of the header, for chunked uploads")] = 1,
+    ) -> ImportView:
+        """A CSV of leads (`Content-Type: text/csv`): one journey per good row; bad rows are
+        reported with their line and reason and skipped; re-importing starts nothing twice."""
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise Rejected(f"the file is not UTF-8 (byte {err.start})", field="file") from err
+        try:
+            parsed, report = lead_import.parse(text, campaign, first_line)
+        except lead_import.BadFile as err:
+            raise Rejected(str(err), field=err.field) from err
+        await lead_import.start_all(leads(request), request.app.state.lead_store, parsed, report)
+        return ImportView(campaign=campaign, rows=report.rows, started=report.started,
+                          already_imported=report.already_imported,
+                          rejected=[RowProblemView(**vars(problem)) for problem in report.rejected],
+                          ignored_columns=report.ignored_columns)
+
+    @app.post("/v1/leads/{lead_id}/converted", dependencies=authed, tags=["leads"])
+    async def lead_converted(lead_id: EntityId, request: Request, body: ConvertedBody | None = None) -> LeadView:
+        """The lead bought / signed: nothing more is sent."""
+        return await lead_event(request, lead_id, LeadEvent(kind="converted", **(body or ConvertedBody()).model_dump()))
+
+    @app.post("/v1/leads/{lead_id}/replied", dependencies=authed, tags=["leads"])
+    async def lead_replied(lead_id: EntityId, request: Request, body: EventIdBody | None = None) -> LeadView:
+        """The lead answered: a person takes over, nothing more is sent."""
+        return await lead_event(request, lead_id, LeadEvent(kind="replied", **(body or EventIdBody()).model_dump()))
+
+    @app.post("/v1/leads/{lead_id}/cancel", dependencies=authed, tags=["leads"])
+    async def lead_cancel(lead_id: EntityId, request: Request, body: EventIdBody | None = None) -> LeadView:
+        return await lead_event(request, lead_id, LeadEvent(kind="cancel", **(body or EventIdBody()).model_dump()))
+
+    @app.get("/v1/leads/{lead_id}", dependencies=authed, tags=["leads"])
+    async def show_lead(lead_id: EntityId, request: Request) -> LeadView:
+        return await lead_view(request, lead_id, await leads(request).state(lead_id))
+
+    @app.get("/v1/campaigns/{campaign}/stats", dependencies=authed, tags=["leads"])
+    async def campaign_stats(campaign: Annotated[str, Path(min_length=1, max_length=100)],
+                             request: Request) -> CampaignStatsView:
+        """Leads started, emailed per step, converted, conversion rate, replied, unsubscribed."""
+        stats = await request.app.state.lead_store.stats(campaign)
+        if stats is None:
+            raise NotFound(f"no leads in campaign {campaign!r}", field="campaign")
+        return CampaignStatsView(**vars(stats), conversion_rate=round(stats.conversion_rate, 4))
 
     @app.get("/v1/messages", dependencies=authed, tags=["messages"])
     async def list_messages(

@@ -23,6 +23,7 @@ from workflows import search
 from workflows.blocks import when
 from workflows.appointment import AppointmentJourney
 from workflows.interview import InterviewJourney
+from workflows.lead import LeadJourney
 from workflows.models import (
     AppointmentInput,
     AppointmentState,
@@ -32,6 +33,9 @@ from workflows.models import (
     InterviewInput,
     InterviewPolicy,
     InterviewState,
+    Lead,
+    LeadInput,
+    LeadState,
 )
 
 
@@ -132,7 +136,8 @@ class Journeys:
         except WorkflowAlreadyStartedError as err:
             state = await self.state(entity_id, wait=False)
             status = state.status.value if state else "closed"
-            raise Conflict(f"{self.kind.name} {entity_id} has already ended ({status})") from err
+            raise Conflict(f"{self.kind.name} {entity_id} has already ended ({status})",
+                           field=f"{self.kind.name}_id") from err
         key = event.dedupe_key()
         state = None
         for _ in range(40):  # the signal is durable; this only waits to report the new plan
@@ -165,6 +170,9 @@ APPOINTMENT = Kind("appointment", AppointmentJourney, "book",
                    lambda entity_id, settings: AppointmentInput(appointment_id=entity_id))
 
 
+LEAD = Kind("lead", LeadJourney, "begin", lambda entity_id, settings: LeadInput(lead_id=entity_id))
+
+
 class Interviews(Journeys):
     def __init__(self, client: Client, settings: Settings) -> None:
         super().__init__(client, settings, INTERVIEW)
@@ -186,3 +194,14 @@ class Appointments(Journeys):
         summary = (f"Appointment {booking.appointment_id}: {booking.patient.name} <{booking.patient.email}> "
                    f"with {booking.doctor} at {when(booking.scheduled_at)}")
         return await self.begin(booking.appointment_id, booking, summary, wait=wait)
+
+
+class LeadJourneys(Journeys):
+    def __init__(self, client: Client, settings: Settings) -> None:
+        super().__init__(client, settings, LEAD)
+
+    async def start(self, lead: Lead, *, wait: bool = True) -> tuple[bool, LeadState | None]:
+        if lead.started_at is None:
+            lead = lead.model_copy(update={"started_at": utc_now()})
+        summary = f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}"
+        return await self.begin(lead.lead_id, lead, summary, wait=wait)

@@ -19,6 +19,8 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -65,7 +67,8 @@ class Strict(BaseModel):
 
 class Recipient(Strict):
     email: EmailStr
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    # no control characters: the name goes into the To: header
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
     time_zone: TimeZone = None
 
 
@@ -77,6 +80,8 @@ class StepKind(StrEnum):
     ABANDON = "abandon"
     RESEND = "resend"
     NOTICE = "notice"
+    STEP = "step"  # one email of a sequence (lead nurture)
+    FINISH = "finish"
 
 
 class PlannedStep(Strict):
@@ -163,11 +168,13 @@ class Invitation(Strict):
     scheduled_at: AwareDatetime | None = None
     policy: InterviewPolicyOverrides = InterviewPolicyOverrides()
 
-    @model_validator(mode="after")
-    def _scheduled_after_invite(self) -> Invitation:
-        if self.scheduled_at and self.invited_at and self.scheduled_at <= self.invited_at:
+    @field_validator("scheduled_at")
+    @classmethod
+    def _scheduled_after_invite(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        invited_at = info.data.get("invited_at")
+        if value is not None and invited_at is not None and value <= invited_at:
             raise ValueError("scheduled_at must be after invited_at")
-        return self
+        return value
 
 
 class InterviewInput(Strict):
@@ -341,3 +348,98 @@ def too_late(not_after: datetime | None, now: datetime) -> bool:
     """A step's `not_after` is exclusive: from that moment on (the interview itself, the expiry) it
     is skipped, never sent late."""
     return not_after is not None and now >= not_after
+
+
+# --- lead nurture journey -----------------------------------------------------------------------
+
+
+def _lead_steps(value: list[LeadStep]) -> list[LeadStep]:
+    afters = [step.after for step in value]
+    if afters != sorted(afters) or len(set(afters)) != len(afters):
+        raise ValueError("steps must be in increasing order of `after`, each at a different time")
+    return value
+
+
+class LeadStep(Strict):
+    after: NonNegativeDuration  # from the lead's start (day 0 = 0)
+    template: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+LeadSteps = Annotated[list[LeadStep], Field(min_length=1, max_length=20), AfterValidator(_lead_steps)]
+DEFAULT_LEAD_STEPS = [
+    LeadStep(after=timedelta(0), template="lead_welcome"),
+    LeadStep(after=timedelta(days=3), template="lead_still_interested"),
+    LeadStep(after=timedelta(days=7), template="lead_final_offer"),
+]
+
+
+class LeadPolicy(Strict):
+    """Seed 003: day 0 first email, day 3 "still interested?", day 7 final offer."""
+
+    steps: LeadSteps = DEFAULT_LEAD_STEPS
+    step_grace: PositiveDuration = timedelta(days=1)  # a step more than this late is skipped, not sent
+    hold_early_events_for: PositiveDuration = timedelta(hours=24)
+
+
+class LeadPolicyOverrides(Strict):
+    steps: LeadSteps | None = None
+    step_grace: PositiveDuration | None = None
+
+
+class Lead(Strict):
+    """What `POST /v1/leads` (or one CSV row) carries."""
+
+    lead_id: EntityId
+    contact: Recipient
+    campaign: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:-]*$")]
+    company: ShortText | None = None
+    offer_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")] | None = None
+    started_at: AwareDatetime | None = None  # day 0; default: when the journey starts
+    policy: LeadPolicyOverrides = LeadPolicyOverrides()
+
+
+class LeadInput(Strict):
+    lead_id: EntityId
+    lead: Lead | None = None
+    policy: LeadPolicy = LeadPolicy()
+
+
+class LeadStatus(StrEnum):
+    AWAITING_START = "awaiting_start"
+    NURTURING = "nurturing"
+    CONVERTED = "converted"
+    REPLIED = "replied"
+    SUPPRESSED = "suppressed"  # unsubscribed or hard-bounced: nothing more can be sent
+    FINISHED = "finished"  # every step went out
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+LEAD_CLOSED = frozenset({LeadStatus.CONVERTED, LeadStatus.REPLIED, LeadStatus.SUPPRESSED, LeadStatus.FINISHED,
+                         LeadStatus.CANCELLED, LeadStatus.ABANDONED})
+
+
+class LeadEvent(Strict):
+    """converted (with an optional reference, e.g. an order id) / replied / cancel."""
+
+    kind: Literal["converted", "replied", "cancel"]
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    reference: ShortText | None = None
+
+    def dedupe_key(self) -> str:
+        return self.event_id or f"{self.kind}:"
+
+
+class LeadState(BaseModel):
+    lead_id: str
+    status: LeadStatus
+    campaign: str | None = None
+    contact_email: str | None = None
+    started_at: datetime | None = None
+    steps_done: int = 0  # sent or skipped
+    sent: list[str] = []
+    conversion_reference: str | None = None
+    next_step: PlannedStep | None = None
+    skips: list[Skip] = []
+    events: list[EventOutcome] = []
+    policy: LeadPolicy = LeadPolicy()

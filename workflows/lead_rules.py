@@ -1,0 +1,79 @@
+"""Seed 003's lead nurture as pure functions: day 0 first email, day 3 "still interested?", day 7
+final offer (the policy's steps); a conversion, a reply, an unsubscribe or a cancel stops it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from workflows.blocks import when
+from workflows.models import (
+    LEAD_CLOSED,
+    EventOutcome,
+    Lead,
+    LeadEvent,
+    LeadPolicy,
+    LeadState,
+    LeadStatus,
+    PlannedStep,
+    Skip,
+    StepKind,
+)
+
+SUPPRESSED_PREFIX = "recipient suppressed"  # how the send step words a skip for a suppressed address
+
+
+def step_key(lead_id: str, number: int) -> str:
+    return f"lead-{lead_id}/step-{number}"
+
+
+def next_step(state: LeadState, policy: LeadPolicy, awaiting_since: datetime, now: datetime) -> PlannedStep | None:
+    if state.status in LEAD_CLOSED:
+        return None
+    if state.status == LeadStatus.AWAITING_START:
+        give_up = awaiting_since + policy.hold_early_events_for
+        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the lead until {when(give_up)}")
+    assert state.started_at is not None
+    if state.steps_done >= len(policy.steps):
+        return PlannedStep(kind=StepKind.FINISH, at=now, label="every step is done")
+    number = state.steps_done + 1
+    step = policy.steps[state.steps_done]
+    at = state.started_at + step.after
+    return PlannedStep(kind=StepKind.STEP, at=at, number=number, not_after=at + policy.step_grace,
+                       label=f"email {number} of {len(policy.steps)} ({step.template}) due {when(at)}")
+
+
+def start(state: LeadState, lead: Lead, started_at: datetime) -> None:
+    state.campaign = lead.campaign
+    state.contact_email = str(lead.contact.email)
+    state.started_at = started_at
+    if state.status == LeadStatus.AWAITING_START:
+        state.status = LeadStatus.NURTURING
+
+
+def apply_event(state: LeadState, event: LeadEvent) -> EventOutcome:
+    """Twice the same event = once; after the journey ended only a repeat of what ended it is a
+    (harmless) duplicate."""
+    key = event.dedupe_key()
+
+    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
+        result = EventOutcome(event=key, applied=applied, reason=reason)
+        state.events.append(result)
+        return result
+
+    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
+        return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
+    ends_in = {"converted": LeadStatus.CONVERTED, "replied": LeadStatus.REPLIED, "cancel": LeadStatus.CANCELLED}
+    if state.status in LEAD_CLOSED:
+        if ends_in[event.kind] == state.status:
+            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
+        return outcome(False, f"the journey has already ended ({state.status.value})")
+    state.status = ends_in[event.kind]
+    if event.kind == "converted":
+        state.conversion_reference = event.reference
+    return outcome(True, event.reference)
+
+
+def record_skip(state: LeadState, step: str, reason: str, now: datetime) -> None:
+    state.skips.append(Skip(step=step, reason=reason, at=now))
+    if reason.startswith(SUPPRESSED_PREFIX):
+        state.status = LeadStatus.SUPPRESSED
