@@ -20,6 +20,8 @@ preview_app = typer.Typer(help="Play a journey on the time-skipping server and p
                           no_args_is_help=True)
 appointment_app = typer.Typer(help="Start and steer appointment journeys (through the HTTP API).",
                               no_args_is_help=True)
+leads_app = typer.Typer(help="Import leads, report conversions, read campaign stats.", no_args_is_help=True)
+app.add_typer(leads_app, name="leads")
 app.add_typer(interview_app, name="interview")
 app.add_typer(appointment_app, name="appointment")
 app.add_typer(preview_app, name="preview")
@@ -127,11 +129,15 @@ def _show(view) -> None:
         table.add_row("state", "no worker answered: the journey is there, its state is not readable now")
     else:
         table.add_row("status", state.status.value)
-        table.add_row("scheduled at", str(state.scheduled_at or "—"))
+        if hasattr(state, "scheduled_at"):
+            table.add_row("scheduled at", str(state.scheduled_at or "—"))
         if hasattr(state, "followups_sent"):
             table.add_row("follow-ups sent", f"{state.followups_sent} of {state.policy.max_followups}")
-        if state.reminders_sent:
-            table.add_row("reminders sent", ", ".join(key.split("/", 1)[1] for key in state.reminders_sent))
+        sent = getattr(state, "reminders_sent", None) or getattr(state, "sent", None)
+        if sent:
+            table.add_row("sent", ", ".join(key.split("/", 1)[1] for key in sent))
+        if getattr(state, "campaign", None):
+            table.add_row("campaign", state.campaign)
         table.add_row("next", state.next_step.label if state.next_step else "nothing: the journey has ended")
         for skip in state.skips:
             table.add_row("skipped", f"{skip.step}: {skip.reason}")
@@ -252,6 +258,83 @@ def appointment_resend_reminder(appointment_id: str) -> None:
 @appointment_app.command("show")
 def appointment_show(appointment_id: str) -> None:
     _show(_call(lambda c: c.get_appointment(appointment_id)))
+
+
+IMPORT_CHUNK_ROWS = 2000
+
+
+@leads_app.command("import")
+def leads_import(
+    file: Annotated[typer.FileText, typer.Argument(help="CSV with lead_id,email,name[,company,time_zone,offer_url]")],
+    campaign: Annotated[Optional[str], typer.Option(help="Campaign for every row (else a campaign column)")] = None,
+) -> None:
+    """One journey per row, sent in chunks with a progress bar; bad rows are listed with their line."""
+    import csv
+    import io
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    reader = csv.reader(file)
+    try:
+        header = next(reader)
+    except StopIteration:
+        console.print("[red]the file is empty[/red]: expected a header row with lead_id,email,name")
+        raise typer.Exit(2) from None
+    rows = [(reader.line_num, row) for row in reader]
+    totals = {"rows": 0, "started": 0, "already_imported": 0}
+    rejected, ignored = [], set()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"importing {file.name}", total=len(rows))
+        for start in range(0, max(len(rows), 1), IMPORT_CHUNK_ROWS):
+            chunk = rows[start:start + IMPORT_CHUNK_ROWS]
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(header)
+            writer.writerows(row for _, row in chunk)
+            first_line = chunk[0][0] - 1 if chunk else 1
+            report = _call(lambda c, text=buffer.getvalue(), at=first_line: c.import_leads(text, campaign, at))
+            for name in totals:
+                totals[name] += getattr(report, name)
+            rejected += report.rejected
+            ignored.update(report.ignored_columns)
+            progress.advance(task, len(chunk))
+    console.print(f"{totals['rows']} rows: [green]{totals['started']} started[/green], "
+                  f"{totals['already_imported']} already imported, [red]{len(rejected)} rejected[/red]")
+    if ignored:
+        console.print(f"ignored columns: {', '.join(sorted(ignored))}")
+    if rejected:
+        table = Table("line", "field", "reason", title="rejected rows (skipped)")
+        for problem in rejected[:200]:
+            table.add_row(str(problem.line), problem.field, problem.reason)
+        console.print(table)
+        if len(rejected) > 200:
+            console.print(f"… and {len(rejected) - 200} more")
+
+
+@leads_app.command("stats")
+def leads_stats(campaign: str) -> None:
+    """Leads started, emailed per step, converted, conversion rate, replied, unsubscribed."""
+    stats = _call(lambda c: c.campaign_stats(campaign))
+    table = Table(title=f"campaign {stats.campaign}", show_header=False)
+    table.add_row("leads started", str(stats.started))
+    for step, count in stats.emailed_per_step.items():
+        table.add_row(f"emailed {step}", str(count))
+    table.add_row("converted", f"{stats.converted} ({stats.conversion_rate:.1%})")
+    table.add_row("replied", str(stats.replied))
+    table.add_row("unsubscribed", str(stats.unsubscribed))
+    console.print(table)
+
+
+@leads_app.command("converted")
+def leads_converted(lead_id: str, reference: Annotated[Optional[str], typer.Option()] = None) -> None:
+    """The lead converted: nothing more is sent."""
+    _show(_call(lambda c: c.lead_converted(lead_id, reference)))
+
+
+@leads_app.command("show")
+def leads_show(lead_id: str) -> None:
+    _show(_call(lambda c: c.get_lead(lead_id)))
 
 
 def _invalid(err: ValidationError):

@@ -13,8 +13,16 @@ from typing import Any
 
 import httpx
 
-from starter.api import AppointmentView, InterviewView, MessageView, ResendView
-from workflows.models import Booking, Invitation
+from starter.api import (
+    AppointmentView,
+    CampaignStatsView,
+    ImportView,
+    InterviewView,
+    LeadView,
+    MessageView,
+    ResendView,
+)
+from workflows.models import Booking, Invitation, Lead
 
 
 class FollowupsError(Exception):
@@ -109,6 +117,35 @@ class FollowupsClient:
 
     def get_appointment(self, appointment_id: str) -> AppointmentView:
         return AppointmentView.model_validate(self._call("GET", f"/v1/appointments/{appointment_id}"))
+
+    # --- leads ------------------------------------------------------------------------------
+
+    def start_lead(self, lead: Lead) -> LeadView:
+        return LeadView.model_validate(
+            self._call("POST", "/v1/leads", json=lead.model_dump(mode="json", exclude_none=True)))
+
+    def import_leads(self, csv_text: str | bytes, campaign: str | None = None, first_line: int = 1) -> ImportView:
+        """One CSV upload; `first_line` is the file line of its header when a file is sent in chunks."""
+        params: dict[str, Any] = {"first_line": first_line}
+        if campaign:
+            params["campaign"] = campaign
+        content = csv_text.encode() if isinstance(csv_text, str) else csv_text
+        return ImportView.model_validate(self._call("POST", "/v1/leads/import", params=params, content=content,
+                                                    headers={"Content-Type": "text/csv"}))
+
+    def lead_converted(self, lead_id: str, reference: str | None = None, event_id: str | None = None) -> LeadView:
+        body = {k: v for k, v in dict(reference=reference, event_id=event_id).items() if v is not None}
+        return LeadView.model_validate(self._call("POST", f"/v1/leads/{lead_id}/converted", json=body))
+
+    def lead_replied(self, lead_id: str, event_id: str | None = None) -> LeadView:
+        body = {"event_id": event_id} if event_id else {}
+        return LeadView.model_validate(self._call("POST", f"/v1/leads/{lead_id}/replied", json=body))
+
+    def get_lead(self, lead_id: str) -> LeadView:
+        return LeadView.model_validate(self._call("GET", f"/v1/leads/{lead_id}"))
+
+    def campaign_stats(self, campaign: str) -> CampaignStatsView:
+        return CampaignStatsView.model_validate(self._call("GET", f"/v1/campaigns/{campaign}/stats"))
 
     # --- messages ---------------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ async def stack(local_env, database_url: str, smtp: SinkServer) -> AsyncIterator
     settings = Settings(
         database_url=database_url, smtp_host=smtp.host, smtp_port=smtp.port, api_port=port,
         temporal_task_queue=f"stack-{uuid.uuid4().hex[:8]}", signing_secret="test-secret", api_keys=["test-key"],
-        public_base_url=f"http://127.0.0.1:{port}",
+        public_base_url=f"http://127.0.0.1:{port}", api_max_import_bytes=2_000_000,
     )
     async with worker.running_worker(settings, local_env.client):
         server = uvicorn.Server(uvicorn.Config(create_app(settings, client=local_env.client), host="127.0.0.1",

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         Lead,
         LeadEvent,
         LeadInput,
+        LeadPolicy,
         LeadState,
         LeadStatus,
         MessageCategory,
@@ -79,7 +80,8 @@ class LeadJourney:
 
     def _start(self, lead: Lead) -> None:
         self.lead = lead
-        self.policy = self.state.policy = self.policy.model_copy(update=lead.policy.model_dump(exclude_none=True))
+        merged = {**self.policy.model_dump(), **lead.policy.model_dump(exclude_none=True)}
+        self.policy = self.state.policy = LeadPolicy.model_validate(merged)
         rules.start(self.state, lead, lead.started_at or workflow.now())
         self.revision += 1
 
