@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from datetime import datetime, timezone
 
 import aiosmtplib
 
 from activities.render import Rendered
 
+_WIRE = email.policy.SMTP.clone(max_line_length=998)
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 # RFC 3463 codes that mean "this address does not exist": suppress it (EMAIL_NOTES.md).
 _HARD_BOUNCE = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10), (2, 1)}
@@ -108,8 +110,14 @@ class SmtpTransport:
                                username=s.username, password=s.password)
         try:
             await smtp.connect()
+            # Serialised here, not by aiosmtplib's send_message: its 78-column policy turns a long
+            # `List-Unsubscribe: <https://…>` into RFC 2047 encoded-words, which mail clients do not
+            # read as a URI (RFC 2369/8058). 998 is RFC 5322's hard line limit.
+            data = msg.as_bytes(policy=_WIRE)
+            sender = parseaddr(str(msg["From"]))[1]
+            recipients = [address for _, address in getaddresses([str(msg["To"])])]
             try:
-                errors, response = await smtp.send_message(msg)
+                errors, response = await smtp.sendmail(sender, recipients, data)
             except aiosmtplib.SMTPRecipientsRefused as err:
                 first = err.recipients[0]
                 raise DeliveryRefused(Refusal(first.code, first.message)) from err

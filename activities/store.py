@@ -117,7 +117,8 @@ class Outbox:
 
     async def count_resends(self, key: str) -> int:
         return await self.pool.fetchval(
-            "SELECT count(*) FROM messages WHERE key LIKE $1", key.replace("%", r"\%") + "/resend-%"
+            "SELECT count(*) FROM messages WHERE starts_with(key, $1) AND substr(key, length($1) + 1) ~ '^[0-9]+$'",
+            key + "/resend-",
         )
 
 
