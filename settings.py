@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = 30.0
 
+    # Webhook channel (SMS/WhatsApp providers): an HMAC-signed JSON POST per message. Unset URL:
+    # messages on the webhook channel are skipped with a reason.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = 10.0
+
     # What every message carries.
     sender_email: str = "followups@example.com"
     sender_name: str = "Followups"

@@ -15,14 +15,16 @@ from activities.mail import SmtpSettings, SmtpTransport
 from activities.render import Renderer
 from activities.send import SendActivities, Sender
 from activities.store import Leads, Outbox, Suppressions, connect, migrate
+from activities.webhook import WebhookTransport
 from settings import Settings
 from starter.connect import connect_temporal
 from workflows.appointment import AppointmentJourney
 from workflows.interview import InterviewJourney
 from workflows.lead import LeadJourney
+from workflows.session import SessionJourney
 from workflows.resend import ResendMessage
 
-WORKFLOWS = [InterviewJourney, AppointmentJourney, LeadJourney, ResendMessage]
+WORKFLOWS = [InterviewJourney, AppointmentJourney, LeadJourney, SessionJourney, ResendMessage]
 # Pure libraries the models use; passing them through keeps one copy and no per-task re-import.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "email_validator", "idna")
@@ -39,8 +41,14 @@ def send_activities(settings: Settings, pool) -> SendActivities:
     )
     sender = Sender(settings.sender_email, settings.sender_name, settings.postal_address,
                     settings.public_base_url, settings.signing_secret.get_secret_value())
+    webhook = None
+    if settings.webhook_url:
+        if settings.webhook_secret is None:
+            raise SystemExit("FOLLOWUPS_WEBHOOK_URL is set but FOLLOWUPS_WEBHOOK_SECRET is not: webhooks must be signed")
+        webhook = WebhookTransport(settings.webhook_url, settings.webhook_secret.get_secret_value(),
+                                   settings.webhook_timeout_seconds)
     return SendActivities(Outbox(pool), Suppressions(pool), Renderer(), SmtpTransport(smtp), sender,
-                          dry_run=settings.dry_run)
+                          dry_run=settings.dry_run, webhook=webhook)
 
 
 def build_worker(client: Client, settings: Settings, activities: SendActivities,

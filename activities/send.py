@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import aiosmtplib
+import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,6 +24,7 @@ from activities import tokens
 from activities.mail import DeliveryRefused, Envelope, SmtpTransport, build, message_id
 from activities.render import Renderer, TemplateProblem
 from activities.store import Outbox, Suppressions
+from activities.webhook import WebhookRefused, WebhookTransient, WebhookTransport
 from workflows.models import MessageCategory, SendRequest, SendResult, SendStatus, too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
@@ -56,7 +58,9 @@ class Sender:
 
 class SendActivities:
     def __init__(self, outbox: Outbox, suppressions: Suppressions, renderer: Renderer,
-                 transport: SmtpTransport, sender: Sender, dry_run: bool = False) -> None:
+                 transport: SmtpTransport, sender: Sender, dry_run: bool = False,
+                 webhook: WebhookTransport | None = None) -> None:
+        self.webhook = webhook
         self.outbox = outbox
         self.suppressions = suppressions
         self.renderer = renderer
@@ -112,6 +116,8 @@ class SendActivities:
         if self.dry_run:
             await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered")
             return done(SendStatus.DRY_RUN, "dry run: not delivered")
+        if request.channel == "webhook":
+            return await self._post(request, rendered, claim.interrupted, done)
 
         envelope = Envelope(self.sender.email, self.sender.name, email, request.recipient.name,
                             row["message_id"], unsubscribe_url, request.key)
@@ -136,6 +142,31 @@ class SendActivities:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise  # retried with backoff by the activity's retry policy
+        return done(SendStatus.SENT)
+
+    async def _post(self, request: SendRequest, rendered, interrupted: bool, done) -> SendResult:
+        """The webhook channel: the rendered text as a signed JSON POST; same outbox, same rules."""
+        if self.webhook is None:
+            reason = "no webhook configured (FOLLOWUPS_WEBHOOK_URL)"
+            await self.outbox.finish(request.key, "skipped", subject=rendered.subject, reason=reason)
+            return done(SendStatus.SKIPPED, reason)
+        payload = {
+            "key": request.key, "journey": request.journey, "entity_id": request.entity_id,
+            "template": request.template, "to": {"name": request.recipient.name, "phone": request.phone,
+                                                 "email": str(request.recipient.email)},
+            "subject": rendered.subject, "text": rendered.text, "context": request.context,
+        }
+        try:
+            reply = await self.webhook.deliver(request.key, payload)
+        except WebhookRefused as err:
+            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
+            raise ApplicationError(f"{request.key}: {err}", type=PermanentDeliveryFailure.REFUSED,
+                                   non_retryable=True) from err
+        except (WebhookTransient, httpx.HTTPError) as err:
+            await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
+            raise
+        await self.outbox.finish(request.key, "sent", subject=rendered.subject, smtp_response=reply,
+                                 reason="sent again after an interrupted attempt" if interrupted else None)
         return done(SendStatus.SENT)
 
     @activity.defn(name="recorded_request")

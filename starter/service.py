@@ -24,10 +24,12 @@ from workflows.blocks import when
 from workflows.appointment import AppointmentJourney
 from workflows.interview import InterviewJourney
 from workflows.lead import LeadJourney
+from workflows.session import SessionJourney
 from workflows.models import (
     AppointmentInput,
     AppointmentState,
     Booking,
+    ClassSession,
     EventOutcome,
     Invitation,
     InterviewInput,
@@ -36,6 +38,8 @@ from workflows.models import (
     Lead,
     LeadInput,
     LeadState,
+    SessionInput,
+    SessionState,
 )
 
 
@@ -171,6 +175,8 @@ APPOINTMENT = Kind("appointment", AppointmentJourney, "book",
 
 
 LEAD = Kind("lead", LeadJourney, "begin", lambda entity_id, settings: LeadInput(lead_id=entity_id))
+SESSION = Kind("session", SessionJourney, "begin", lambda entity_id, settings: SessionInput(session_id=entity_id))
+KINDS = {kind.name: kind for kind in (INTERVIEW, APPOINTMENT, LEAD, SESSION)}
 
 
 class Interviews(Journeys):
@@ -205,3 +211,13 @@ class LeadJourneys(Journeys):
             lead = lead.model_copy(update={"started_at": utc_now()})
         summary = f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}"
         return await self.begin(lead.lead_id, lead, summary, wait=wait)
+
+
+class Sessions(Journeys):
+    def __init__(self, client: Client, settings: Settings) -> None:
+        super().__init__(client, settings, SESSION)
+
+    async def start(self, session: ClassSession, *, wait: bool = True) -> tuple[bool, SessionState | None]:
+        summary = (f"Session {session.session_id} \"{session.title}\" with {session.tutor.name}, "
+                   f"{when(session.starts_at)}, {len(session.attendees)} attendee(s)")
+        return await self.begin(session.session_id, session, summary, wait=wait)

@@ -120,7 +120,8 @@ class LeadJourney:
     def _show(self, step: PlannedStep | None) -> None:
         self.state.next_step = step
         publish(journey="lead", entity_id=self.state.lead_id, stage=self.state.status.value,
-                next_action_at=step.at if step else None, recipient=self.state.contact_email)
+                next_action_at=step.at if step else None, recipient=self.state.contact_email,
+                group=self.state.campaign)
         lines = [f"**Lead {self.state.lead_id}** ({self.state.campaign or 'no campaign yet'}) — "
                  f"{self.state.status.value}"]
         lines.append(f"emails sent: {len(self.state.sent)} of {len(self.policy.steps)}")

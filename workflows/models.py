@@ -82,6 +82,11 @@ class StepKind(StrEnum):
     NOTICE = "notice"
     STEP = "step"  # one email of a sequence (lead nurture)
     FINISH = "finish"
+    END = "end"  # the class is over
+    RECORDING = "recording"
+    FEEDBACK = "feedback"
+    CHECKIN = "checkin"
+    ESCALATE = "escalate"
 
 
 class PlannedStep(Strict):
@@ -117,6 +122,8 @@ class SendRequest(Strict):
     category: MessageCategory = MessageCategory.TRANSACTIONAL
     due_at: datetime
     not_after: datetime | None = None
+    channel: Literal["email", "webhook"] = "email"
+    phone: str | None = None  # webhook: the recipient's E.164 number, for SMS/WhatsApp providers
 
 
 class SendStatus(StrEnum):
@@ -443,3 +450,155 @@ class LeadState(BaseModel):
     skips: list[Skip] = []
     events: list[EventOutcome] = []
     policy: LeadPolicy = LeadPolicy()
+
+
+# --- class session journey ----------------------------------------------------------------------
+
+Channel = Literal["email", "webhook"]
+
+
+def _distinct_channels(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("each channel once")
+    return value
+
+
+class Attendee(Strict):
+    attendee_id: EntityId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    email: EmailStr
+    time_zone: TimeZone = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = None  # E.164, for webhooks
+    channels: Annotated[list[Channel], Field(min_length=1), AfterValidator(_distinct_channels)] = ["email"]
+
+    def recipient(self) -> Recipient:
+        return Recipient(email=self.email, name=self.name, time_zone=self.time_zone)
+
+
+class Tutor(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    email: EmailStr
+    time_zone: TimeZone = None
+    first_session: bool = False  # seed 004: a check-in 2 h after the tutor's first session
+
+
+class SessionPolicy(Strict):
+    """Seeds 003 and 004: reminders 24 h and 15 min before; a feedback reminder 24–48 h after the
+    end to whoever gave none; a tutor's first session gets a check-in 2 h after the end."""
+
+    reminder_offsets: ReminderOffsets = [timedelta(hours=24), timedelta(minutes=15)]
+    reminder_grace: NonNegativeDuration = timedelta(minutes=10)
+    feedback_after: PositiveDuration = timedelta(hours=24)
+    feedback_window: PositiveDuration = timedelta(hours=24)  # no feedback reminder past end + 48 h
+    checkin_after: PositiveDuration = timedelta(hours=2)
+    stay_open_for: PositiveDuration = timedelta(days=7)  # after the end: recordings, answers
+    hold_early_events_for: PositiveDuration = timedelta(hours=24)
+
+
+class SessionPolicyOverrides(Strict):
+    reminder_offsets: ReminderOffsets | None = None
+    reminder_grace: NonNegativeDuration | None = None
+    feedback_after: PositiveDuration | None = None
+    feedback_window: PositiveDuration | None = None
+    checkin_after: PositiveDuration | None = None
+    stay_open_for: PositiveDuration | None = None
+
+
+Roster = Annotated[list[Attendee], Field(max_length=500)]
+
+
+class ClassSession(Strict):
+    """What `POST /v1/sessions` carries."""
+
+    session_id: EntityId
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    course: EntityId | None = None  # a group for bulk actions ("every session of this course")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    join_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")] | None = None
+    feedback_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")] | None = None
+    tutor: Tutor
+    manager_email: EmailStr | None = None  # where a negative check-in answer is escalated
+    attendees: Roster = []
+    policy: SessionPolicyOverrides = SessionPolicyOverrides()
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> ClassSession:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if len({a.attendee_id for a in self.attendees}) != len(self.attendees):
+            raise ValueError("attendee_id must be unique on the roster")
+        return self
+
+
+class SessionInput(Strict):
+    session_id: EntityId
+    session: ClassSession | None = None
+    policy: SessionPolicy = SessionPolicy()
+
+
+class SessionStatus(StrEnum):
+    AWAITING_START = "awaiting_start"
+    SCHEDULED = "scheduled"
+    ENDED = "ended"  # the class is over; recordings, feedback and check-in still to come
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+SESSION_CLOSED = frozenset({SessionStatus.COMPLETED, SessionStatus.CANCELLED, SessionStatus.ABANDONED})
+
+
+class SessionEvent(Strict):
+    kind: Literal["add_attendee", "remove_attendee", "reschedule", "cancel", "recording_available", "feedback",
+                  "checkin_answer", "complete"]
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    attendee: Attendee | None = None  # add_attendee
+    attendee_id: EntityId | None = None  # remove_attendee, feedback
+    starts_at: AwareDatetime | None = None  # reschedule
+    ends_at: AwareDatetime | None = None  # reschedule
+    recording_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")] | None = None
+    ok: bool | None = None  # checkin_answer: did the first session go well?
+    comment: ShortText | None = None
+    reason: ShortText | None = None
+    notify: bool = True  # cancel: tell the attendees
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> SessionEvent:
+        needs = {"add_attendee": ("attendee",), "remove_attendee": ("attendee_id",), "feedback": ("attendee_id",),
+                 "reschedule": ("starts_at", "ends_at"), "recording_available": ("recording_url",),
+                 "checkin_answer": ("ok",)}
+        for name in needs.get(self.kind, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"{self.kind} needs {name}")
+        if self.kind == "reschedule" and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+    def dedupe_key(self) -> str:
+        return self.event_id or f"{self.kind}:{self.attendee_id or ''}{self.starts_at.isoformat() if self.starts_at else ''}"
+
+
+class SessionState(BaseModel):
+    session_id: str
+    status: SessionStatus
+    title: str | None = None
+    course: str | None = None
+    tutor_email: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    roster: list[Attendee] = []
+    removed_early: list[str] = []  # remove_attendee events held before the start
+    steps_done: list[str] = []  # fan-out steps handled (reminder-24h-…, recording, feedback, checkin…)
+    sent: list[str] = []  # keys delivered
+    feedback_from: list[str] = []  # attendee ids
+    recording_url: str | None = None
+    recording_pending: bool = False
+    notice_pending: bool = False
+    checkin_answer: bool | None = None
+    checkin_comment: str | None = None
+    escalation_pending: bool = False
+    next_step: PlannedStep | None = None
+    skips: list[Skip] = []
+    events: list[EventOutcome] = []
+    policy: SessionPolicy = SessionPolicy()

@@ -16,8 +16,9 @@ ENTITY_ID = SearchAttributeKey.for_keyword("EntityId")
 STAGE = SearchAttributeKey.for_keyword("Stage")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
 RECIPIENT = SearchAttributeKey.for_keyword("Recipient")
+GROUP = SearchAttributeKey.for_keyword("Group")  # a session's course, a lead's campaign: bulk actions select by it
 
-ALL_KEYS = (JOURNEY, ENTITY_ID, STAGE, NEXT_ACTION_AT, RECIPIENT)
+ALL_KEYS = (JOURNEY, ENTITY_ID, STAGE, NEXT_ACTION_AT, RECIPIENT, GROUP)
 
 
 def at_start(journey: str, entity_id: str) -> TypedSearchAttributes:
@@ -25,12 +26,13 @@ def at_start(journey: str, entity_id: str) -> TypedSearchAttributes:
 
 
 def publish(
-    *, journey: str, entity_id: str, stage: str, next_action_at: datetime | None, recipient: str | None
+    *, journey: str, entity_id: str, stage: str, next_action_at: datetime | None, recipient: str | None,
+    group: str | None = None,
 ) -> None:
     """Upsert only what changed: each upsert is a history event."""
     current = workflow.info().typed_search_attributes
     updates = []
-    wanted = {JOURNEY: journey, ENTITY_ID: entity_id, STAGE: stage, RECIPIENT: recipient}
+    wanted = {JOURNEY: journey, ENTITY_ID: entity_id, STAGE: stage, RECIPIENT: recipient, GROUP: group}
     for key, value in wanted.items():
         if value is not None and current.get(key) != value:
             updates.append(key.value_set(value))

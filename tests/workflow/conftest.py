@@ -82,10 +82,12 @@ async def _terminate_if_running(client, workflow_id: str) -> None:
             raise
 
 
-def driver_fixture(driver_class: type[Driver]):
+def driver_fixture(driver_class: type[Driver], settings_from=None):
+    """`settings_from(request)` may return settings overrides (e.g. a webhook URL from a fixture)."""
+
     @pytest.fixture
     async def fixture(ts_env, make_settings, uid, database_url, request):
-        settings = make_settings()
+        settings = make_settings(**(settings_from(request) if settings_from else {}))
         async with worker.running_worker(settings, ts_env.client):
             driver = driver_class(ts_env, settings, f"{driver_class.prefix[:2]}-{uid}", database_url)
             yield driver

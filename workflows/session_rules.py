@@ -1,0 +1,158 @@
+"""Seeds 003 and 004 for class sessions as pure functions: reminders before the class to whoever
+is on the roster at that moment, a recording notice, a feedback reminder 24–48 h after the end to
+whoever gave none, and a check-in after a tutor's first session whose negative answer escalates."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from workflows.blocks import no_change, offset_label, remind_before, stamp_key, when
+from workflows.models import (
+    SESSION_CLOSED,
+    ClassSession,
+    EventOutcome,
+    PlannedStep,
+    SessionEvent,
+    SessionPolicy,
+    SessionState,
+    SessionStatus,
+    Skip,
+    StepKind,
+)
+
+
+def reminder_step(starts_at: datetime, offset: timedelta) -> str:
+    """One reminder per offset and class time: a reschedule gets new ones, a reschedule back does not."""
+    return f"reminder-{offset_label(offset)}-{stamp_key(starts_at)}"
+
+
+def key(session_id: str, step: str, attendee_id: str | None = None, channel: str | None = None) -> str:
+    """`session-7/reminder-24h-20261201T090000Z/ann/email`: one idempotency key per attendee and channel."""
+    parts = [f"session-{session_id}", step] + ([attendee_id, channel] if attendee_id else [])
+    return "/".join(part for part in parts if part)
+
+
+def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: datetime, now: datetime,
+              first_session: bool) -> PlannedStep | None:
+    if state.notice_pending:
+        return PlannedStep(kind=StepKind.NOTICE, at=now, label="cancellation notice to the roster, now")
+    if state.escalation_pending:
+        return PlannedStep(kind=StepKind.ESCALATE, at=now, label="escalate the tutor's check-in answer, now")
+    if state.status in SESSION_CLOSED:
+        return None
+    if state.status == SessionStatus.AWAITING_START:
+        give_up = awaiting_since + policy.hold_early_events_for
+        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the session until {when(give_up)}")
+    assert state.starts_at is not None and state.ends_at is not None
+    if state.status == SessionStatus.SCHEDULED:
+        for offset in policy.reminder_offsets:
+            if reminder_step(state.starts_at, offset) not in state.steps_done:
+                at, not_after = remind_before(state.starts_at, offset, policy.reminder_grace)
+                return PlannedStep(kind=StepKind.REMINDER, at=at, not_after=not_after,
+                                   label=f"reminder {offset_label(offset)} before {when(state.starts_at)} "
+                                         f"to {len(state.roster)} attendee(s), due {when(at)}")
+        return PlannedStep(kind=StepKind.END, at=state.ends_at, label=f"class ends at {when(state.ends_at)}")
+    # ENDED
+    if state.recording_pending:
+        return PlannedStep(kind=StepKind.RECORDING, at=now, label="recording notice to the roster, now")
+    candidates = []
+    if first_session and "checkin" not in state.steps_done:
+        at = state.ends_at + policy.checkin_after
+        candidates.append(PlannedStep(kind=StepKind.CHECKIN, at=at, label=f"tutor check-in due {when(at)}"))
+    if "feedback" not in state.steps_done:
+        at = state.ends_at + policy.feedback_after
+        candidates.append(PlannedStep(kind=StepKind.FEEDBACK, at=at, not_after=at + policy.feedback_window,
+                                      label=f"feedback reminder to who gave none, due {when(at)}"))
+    closes = state.ends_at + policy.stay_open_for
+    candidates.append(PlannedStep(kind=StepKind.COMPLETE, at=closes, label=f"closes at {when(closes)}"))
+    return min(candidates, key=lambda step: step.at)
+
+
+def start(state: SessionState, session: ClassSession) -> None:
+    state.title, state.course, state.tutor_email = session.title, session.course, str(session.tutor.email)
+    if state.status != SessionStatus.AWAITING_START:
+        return
+    if state.starts_at is None:  # a reschedule held before the start wins over the start's time
+        state.starts_at, state.ends_at = session.starts_at, session.ends_at
+    held = {attendee.attendee_id for attendee in state.roster}
+    state.roster = [a for a in session.attendees if a.attendee_id not in held] + state.roster
+    state.roster = [a for a in state.roster if a.attendee_id not in state.removed_early]
+    state.status = SessionStatus.SCHEDULED
+
+
+def apply_event(state: SessionState, event: SessionEvent, now: datetime) -> EventOutcome:
+    """Twice the same event = once; an invalid one changes nothing."""
+    key_ = event.dedupe_key()
+
+    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
+        result = EventOutcome(event=key_, applied=applied, reason=reason)
+        state.events.append(result)
+        return result
+
+    if event.event_id and any(seen.event == key_ and seen.applied for seen in state.events):
+        return EventOutcome(event=key_, applied=False, reason="duplicate: already applied")
+    if state.status in SESSION_CLOSED:
+        if (event.kind, state.status) in (("cancel", SessionStatus.CANCELLED), ("complete", SessionStatus.COMPLETED)):
+            return EventOutcome(event=key_, applied=False, reason=f"duplicate: already {state.status.value}")
+        return outcome(False, f"the journey has already ended ({state.status.value})")
+    before_end = state.status in (SessionStatus.AWAITING_START, SessionStatus.SCHEDULED)
+    if event.kind == "add_attendee":
+        assert event.attendee is not None
+        if not before_end:
+            return outcome(False, "the class is over: nobody can join it")
+        current = next((a for a in state.roster if a.attendee_id == event.attendee.attendee_id), None)
+        if current == event.attendee:
+            return no_change(state, event, "already on the roster")
+        state.roster = [a for a in state.roster if a.attendee_id != event.attendee.attendee_id] + [event.attendee]
+        state.removed_early = [i for i in state.removed_early if i != event.attendee.attendee_id]
+        return outcome(True)
+    if event.kind == "remove_attendee":
+        if not any(a.attendee_id == event.attendee_id for a in state.roster):
+            if state.status == SessionStatus.AWAITING_START and event.attendee_id not in state.removed_early:
+                state.removed_early.append(event.attendee_id or "")
+                return outcome(True)
+            return no_change(state, event, "not on the roster")
+        state.roster = [a for a in state.roster if a.attendee_id != event.attendee_id]
+        return outcome(True)
+    if event.kind == "reschedule":
+        assert event.starts_at is not None and event.ends_at is not None
+        if not before_end:
+            return outcome(False, "the class is over: it cannot move")
+        if event.starts_at <= now:
+            return outcome(False, "starts_at is in the past")
+        if (event.starts_at, event.ends_at) == (state.starts_at, state.ends_at):
+            return no_change(state, event, "already at that time")
+        state.starts_at, state.ends_at = event.starts_at, event.ends_at
+        return outcome(True)
+    if event.kind == "cancel":
+        if not before_end:
+            return outcome(False, "the class is over: it cannot be cancelled")
+        state.notice_pending = event.notify and state.status == SessionStatus.SCHEDULED and bool(state.roster)
+        state.status = SessionStatus.CANCELLED
+        return outcome(True, event.reason)
+    if event.kind == "recording_available":
+        if state.status == SessionStatus.AWAITING_START or (state.starts_at and now < state.starts_at):
+            return outcome(False, "the class has not started: there is no recording yet")
+        if state.recording_url is not None:
+            return no_change(state, event, "the recording was already announced")
+        state.recording_url, state.recording_pending = event.recording_url, True
+        return outcome(True)
+    if event.kind == "feedback":
+        if event.attendee_id in state.feedback_from:
+            return no_change(state, event, "feedback already received")
+        state.feedback_from.append(event.attendee_id or "")
+        return outcome(True)
+    if event.kind == "checkin_answer":
+        if state.status != SessionStatus.ENDED:
+            return outcome(False, "there is no check-in before the class is over")
+        if state.checkin_answer is not None:
+            return no_change(state, event, "the check-in was already answered")
+        state.checkin_answer, state.checkin_comment = event.ok, event.comment
+        state.escalation_pending = event.ok is False
+        return outcome(True, "escalated to the manager" if event.ok is False else None)
+    state.status = SessionStatus.COMPLETED
+    return outcome(True, event.reason)
+
+
+def record_skip(state: SessionState, step: str, reason: str, now: datetime) -> None:
+    state.skips.append(Skip(step=step, reason=reason, at=now))
