@@ -11,6 +11,7 @@ Message-ID. `Claim.interrupted` marks those retries and the crash test measures 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from activities.webhook import WebhookRefused, WebhookTransient, WebhookTranspor
 from workflows.models import MessageCategory, SendRequest, SendResult, SendStatus, too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
+RECORD_RETRY_PAUSES = (0.1, 0.25, 0.5, 1, 2, 4, 8)  # ≈ 16 s of a 30 s attempt
 
 
 class PermanentDeliveryFailure:
@@ -61,6 +63,7 @@ class SendActivities:
                  transport: SmtpTransport, sender: Sender, dry_run: bool = False,
                  webhook: WebhookTransport | None = None) -> None:
         self.webhook = webhook
+        self.unrecorded: dict[str, dict] = {}  # deliveries PostgreSQL was away for, written on the next call
         self.outbox = outbox
         self.suppressions = suppressions
         self.renderer = renderer
@@ -70,6 +73,8 @@ class SendActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
+        if self.unrecorded:
+            await self._flush_unrecorded()
         email = str(request.recipient.email).lower()
         claim = await self.outbox.claim(
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
@@ -121,9 +126,12 @@ class SendActivities:
 
         envelope = Envelope(self.sender.email, self.sender.name, email, request.recipient.name,
                             row["message_id"], unsubscribe_url, request.key)
+        delivered: list[str] = []
+
         async def accepted(reply: str) -> None:
-            await self.outbox.finish(request.key, "sent", subject=rendered.subject, smtp_response=reply,
-                                     reason="sent again after an interrupted attempt" if claim.interrupted else None)
+            delivered.append(reply)
+            await self._record_sent(request.key, subject=rendered.subject, smtp_response=reply,
+                                    reason="sent again after an interrupted attempt" if claim.interrupted else None)
 
         try:
             await self.transport.deliver(build(envelope, rendered), accepted)
@@ -140,9 +148,33 @@ class SendActivities:
                 type=PermanentDeliveryFailure.REFUSED, non_retryable=True,
             ) from err
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+            if delivered:  # the server said 250; only QUIT failed: it is sent, never send it again
+                activity.logger.warning("%s: delivered, then %s: %s", request.key, type(err).__name__, err)
+                return done(SendStatus.SENT)
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise  # retried with backoff by the activity's retry policy
         return done(SendStatus.SENT)
+
+    async def _record_sent(self, key: str, **fields) -> None:
+        """Record a delivery the server accepted. PostgreSQL may be away for a moment: retry for
+        most of the activity's timeout; if it stays away, keep the record in memory and return, so
+        the workflow (whose history now holds SENT) never asks for the message again."""
+        for pause in RECORD_RETRY_PAUSES:
+            try:
+                await self.outbox.finish(key, "sent", **fields)
+                return
+            except Exception as err:  # noqa: BLE001 (asyncpg raises OSError, PostgresError, InterfaceError…)
+                activity.logger.warning("%s: delivered, recording it failed (%s); retrying in %ss", key, err, pause)
+                await asyncio.sleep(pause)
+        self.unrecorded[key] = fields
+
+    async def _flush_unrecorded(self) -> None:
+        for key, fields in list(self.unrecorded.items()):
+            try:
+                await self.outbox.finish(key, "sent", **fields)
+            except Exception:  # noqa: BLE001 (still away: try again on the next send)
+                return
+            self.unrecorded.pop(key, None)
 
     async def _post(self, request: SendRequest, rendered, interrupted: bool, done) -> SendResult:
         """The webhook channel: the rendered text as a signed JSON POST; same outbox, same rules."""
@@ -165,8 +197,8 @@ class SendActivities:
         except (WebhookTransient, httpx.HTTPError) as err:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise
-        await self.outbox.finish(request.key, "sent", subject=rendered.subject, smtp_response=reply,
-                                 reason="sent again after an interrupted attempt" if interrupted else None)
+        await self._record_sent(request.key, subject=rendered.subject, smtp_response=reply,
+                                reason="sent again after an interrupted attempt" if interrupted else None)
         return done(SendStatus.SENT)
 
     @activity.defn(name="recorded_request")

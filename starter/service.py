@@ -26,18 +26,22 @@ from workflows.interview import InterviewJourney
 from workflows.lead import LeadJourney
 from workflows.session import SessionJourney
 from workflows.models import (
+    AppointmentEvent,
     AppointmentInput,
     AppointmentState,
     Booking,
     ClassSession,
     EventOutcome,
     Invitation,
+    InterviewEvent,
     InterviewInput,
     InterviewPolicy,
     InterviewState,
     Lead,
+    LeadEvent,
     LeadInput,
     LeadState,
+    SessionEvent,
     SessionInput,
     SessionState,
 )
@@ -83,6 +87,9 @@ def default_interview_policy(settings: Settings) -> InterviewPolicy:
     )
 
 
+EVENT_REPORT_WAIT = 10.0  # seconds an event's HTTP call waits for the journey to report its new plan
+
+
 @dataclass(frozen=True)
 class Kind:
     """What the service needs to know about one kind of journey."""
@@ -91,6 +98,7 @@ class Kind:
     workflow: type  # the @workflow.defn class: has an `event` signal and a `state_query` query
     start_signal: str  # the signal that carries the start input ("invite", "book"…)
     empty_input: Callable[[str, Settings], Any]  # the workflow input before the start arrives
+    event_type: type  # the pydantic model its `event` signal takes
 
     def workflow_id(self, entity_id: str) -> str:
         return f"{self.name}-{entity_id}"
@@ -144,7 +152,8 @@ class Journeys:
                            field=f"{self.kind.name}_id") from err
         key = event.dedupe_key()
         state = None
-        for _ in range(40):  # the signal is durable; this only waits to report the new plan
+        deadline = asyncio.get_running_loop().time() + EVENT_REPORT_WAIT
+        while asyncio.get_running_loop().time() < deadline:  # the signal is durable; this only waits to report
             state = await self.state(entity_id, wait=False)
             if state is None:  # no worker answered: the event waits in the journey's history
                 return None, None
@@ -169,13 +178,15 @@ class Journeys:
 
 INTERVIEW = Kind("interview", InterviewJourney, "invite",
                  lambda entity_id, settings: InterviewInput(interview_id=entity_id,
-                                                            policy=default_interview_policy(settings)))
+                                                            policy=default_interview_policy(settings)),
+                 InterviewEvent)
 APPOINTMENT = Kind("appointment", AppointmentJourney, "book",
-                   lambda entity_id, settings: AppointmentInput(appointment_id=entity_id))
+                   lambda entity_id, settings: AppointmentInput(appointment_id=entity_id), AppointmentEvent)
 
 
-LEAD = Kind("lead", LeadJourney, "begin", lambda entity_id, settings: LeadInput(lead_id=entity_id))
-SESSION = Kind("session", SessionJourney, "begin", lambda entity_id, settings: SessionInput(session_id=entity_id))
+LEAD = Kind("lead", LeadJourney, "begin", lambda entity_id, settings: LeadInput(lead_id=entity_id), LeadEvent)
+SESSION = Kind("session", SessionJourney, "begin", lambda entity_id, settings: SessionInput(session_id=entity_id),
+               SessionEvent)
 KINDS = {kind.name: kind for kind in (INTERVIEW, APPOINTMENT, LEAD, SESSION)}
 
 
