@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,16 +25,18 @@ from activities import tokens
 from activities.store import Leads, Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
-from starter import lead_import
+from starter import bulk, lead_import
 from starter.service import (
     Appointments,
     Conflict,
     Interviews,
     Journeys,
+    KINDS,
     LeadJourneys,
     NotFound,
     Rejected,
     ServiceError,
+    Sessions,
     utc_now,
 )
 from workflows.models import (
@@ -49,6 +51,10 @@ from workflows.models import (
     Lead,
     LeadEvent,
     LeadState,
+    Attendee,
+    ClassSession,
+    SessionEvent,
+    SessionState,
     ShortText,
 )
 from workflows.resend import ResendMessage
@@ -113,6 +119,15 @@ class CampaignStatsView(BaseModel):
     conversion_rate: float
 
 
+class SessionView(BaseModel):
+    session_id: str
+    workflow_id: str
+    created: bool | None = None
+    state: SessionState | None = Field(None, description="null when no worker answered in time")
+    event: EventOutcome | None = None
+    messages: list[MessageView] = []
+
+
 class MessageView(BaseModel):
     key: str
     journey: str
@@ -133,6 +148,7 @@ MessageView.model_rebuild()
 InterviewView.model_rebuild()
 AppointmentView.model_rebuild()
 LeadView.model_rebuild()
+SessionView.model_rebuild()
 
 
 class ScheduleBody(BaseModel):
@@ -158,6 +174,71 @@ class CancelBody(ReasonBody):
 
 class ConvertedBody(EventIdBody):
     reference: ShortText | None = Field(None, description="e.g. the order or contract id")
+
+
+class AttendeeBody(EventIdBody):
+    attendee: Attendee
+
+
+class SessionScheduleBody(EventIdBody):
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+class SessionCancelBody(ReasonBody):
+    notify: bool = Field(True, description="tell every attendee on the roster (once)")
+
+
+class RecordingBody(EventIdBody):
+    recording_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://\S+$")]
+
+
+class FeedbackBody(EventIdBody):
+    attendee_id: EntityId
+
+
+class CheckinBody(EventIdBody):
+    ok: bool = Field(description="did the tutor's first session go well? false escalates to the manager")
+    comment: ShortText | None = None
+
+
+GroupName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:-]*$")]
+
+
+class BulkFilter(BaseModel):
+    """Which running journeys: at least one of journey, group, recipient."""
+
+    journey: Literal["interview", "appointment", "lead", "session"] | None = None
+    group: GroupName | None = Field(None, description="a session's course or a lead's campaign")
+    recipient: Annotated[str, Field(max_length=320, pattern=r"^[^'\s]+@[^'\s]+$")] | None = Field(
+        None, description="the journey's recipient (a session's tutor)")
+    stage: Annotated[str, Field(max_length=32, pattern=r"^[a-z_]+$")] | None = None
+    model_config = {"extra": "forbid"}
+
+    def selector(self) -> bulk.Selector:
+        if not (self.journey or self.group or self.recipient):
+            raise Rejected("give at least one of journey, group, recipient: a bulk action never means everything",
+                           field="journey")
+        return bulk.Selector(self.journey, self.group, self.recipient, self.stage)
+
+
+class BulkCancelBody(BulkFilter):
+    reason: ShortText | None = None
+    request_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = Field(
+        None, description="send the same id again to retry safely: each journey applies it once")
+
+
+class BulkSignalBody(BulkCancelBody):
+    event: dict[str, Any] = Field(description="an event of the `journey` kind, e.g. {\"kind\": \"replied\"}")
+
+
+class BulkView(BaseModel):
+    query: str
+    request_id: str
+    matched: int
+    changed: int
+    unchanged: int
+    problems: list[str]
 
 
 class ResendView(BaseModel):
@@ -224,6 +305,7 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         app.state.interviews = Interviews(app.state.client, settings)
         app.state.appointments = Appointments(app.state.client, settings)
         app.state.leads = LeadJourneys(app.state.client, settings)
+        app.state.sessions = Sessions(app.state.client, settings)
         app.state.lead_store = Leads(app.state.pool)
         app.state.outbox = Outbox(app.state.pool)
         app.state.suppressions = Suppressions(app.state.pool)
@@ -472,6 +554,108 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         if stats is None:
             raise NotFound(f"no leads in campaign {campaign!r}", field="campaign")
         return CampaignStatsView(**vars(stats), conversion_rate=round(stats.conversion_rate, 4))
+
+    # --- class sessions (seeds 003 and 004) ------------------------------------------------
+
+    def sessions(request: Request) -> Sessions:
+        return request.app.state.sessions
+
+    async def session_view(request: Request, session_id: str, state: SessionState | None, **extra: Any) -> SessionView:
+        return SessionView(state=state, **await messages_of(request, sessions(request), session_id), **extra)
+
+    async def session_event(request: Request, session_id: str, event: SessionEvent) -> SessionView:
+        outcome, state = await steer(request, sessions(request), session_id, event)
+        return await session_view(request, session_id, state, event=outcome)
+
+    @app.post("/v1/sessions", status_code=201, dependencies=authed, tags=["sessions"], response_model=SessionView)
+    async def start_session(session: ClassSession, request: Request) -> Any:
+        """Start a class session's journey: reminders to the roster, then recording, feedback and check-in."""
+        if session.starts_at <= utc_now():
+            raise Rejected("starts_at is in the past", field="starts_at")
+        created, state = await sessions(request).start(session)
+        body = await session_view(request, session.session_id, state, created=created)
+        return JSONResponse(body.model_dump(mode="json"), status_code=201 if created else 200)
+
+    @app.post("/v1/sessions/{session_id}/attendees", dependencies=authed, tags=["sessions"])
+    async def add_attendee(session_id: EntityId, body: AttendeeBody, request: Request) -> SessionView:
+        """Add (or update) one attendee: they get every reminder still to come, none already sent."""
+        return await session_event(request, session_id, SessionEvent(kind="add_attendee", attendee=body.attendee,
+                                                                     event_id=body.event_id))
+
+    @app.delete("/v1/sessions/{session_id}/attendees/{attendee_id}", dependencies=authed, tags=["sessions"])
+    async def remove_attendee(session_id: EntityId, attendee_id: EntityId, request: Request) -> SessionView:
+        return await session_event(request, session_id, SessionEvent(kind="remove_attendee", attendee_id=attendee_id))
+
+    @app.post("/v1/sessions/{session_id}/reschedule", dependencies=authed, tags=["sessions"])
+    async def reschedule_session(session_id: EntityId, body: SessionScheduleBody, request: Request) -> SessionView:
+        """Move the class: every pending reminder is re-planned in place."""
+        if body.ends_at <= body.starts_at:
+            raise Rejected("ends_at must be after starts_at", field="ends_at")
+        if body.starts_at <= utc_now():
+            raise Rejected("starts_at is in the past", field="starts_at")
+        return await session_event(request, session_id, SessionEvent(kind="reschedule", **body.model_dump()))
+
+    @app.post("/v1/sessions/{session_id}/cancel", dependencies=authed, tags=["sessions"])
+    async def cancel_session(session_id: EntityId, request: Request,
+                             body: SessionCancelBody | None = None) -> SessionView:
+        """Cancel the class: the roster is told once, nothing else is sent."""
+        return await session_event(request, session_id,
+                                   SessionEvent(kind="cancel", **(body or SessionCancelBody()).model_dump()))
+
+    @app.post("/v1/sessions/{session_id}/recording", dependencies=authed, tags=["sessions"])
+    async def recording_available(session_id: EntityId, body: RecordingBody, request: Request) -> SessionView:
+        """The recording is online: the roster gets the watch link (once)."""
+        return await session_event(request, session_id, SessionEvent(kind="recording_available", **body.model_dump()))
+
+    @app.post("/v1/sessions/{session_id}/feedback", dependencies=authed, tags=["sessions"])
+    async def feedback_given(session_id: EntityId, body: FeedbackBody, request: Request) -> SessionView:
+        """An attendee gave feedback: they get no feedback reminder."""
+        return await session_event(request, session_id, SessionEvent(kind="feedback", **body.model_dump()))
+
+    @app.post("/v1/sessions/{session_id}/checkin", dependencies=authed, tags=["sessions"])
+    async def checkin_answer(session_id: EntityId, body: CheckinBody, request: Request) -> SessionView:
+        """The tutor's answer to the first-session check-in; `ok: false` escalates to the manager."""
+        return await session_event(request, session_id, SessionEvent(kind="checkin_answer", **body.model_dump()))
+
+    @app.post("/v1/sessions/{session_id}/complete", dependencies=authed, tags=["sessions"])
+    async def complete_session(session_id: EntityId, request: Request, body: ReasonBody | None = None) -> SessionView:
+        return await session_event(request, session_id,
+                                   SessionEvent(kind="complete", **(body or ReasonBody()).model_dump()))
+
+    @app.get("/v1/sessions/{session_id}", dependencies=authed, tags=["sessions"])
+    async def show_session(session_id: EntityId, request: Request) -> SessionView:
+        return await session_view(request, session_id, await sessions(request).state(session_id))
+
+    # --- bulk ---------------------------------------------------------------------------------
+
+    @app.post("/v1/bulk/cancel", dependencies=authed, tags=["bulk"])
+    async def bulk_cancel(body: BulkCancelBody, request: Request) -> BulkView:
+        """Cancel every running journey that matches (Temporal visibility): how many matched, how many changed."""
+        report = await bulk.act(request.app.state.client, settings, body.selector(), bulk.cancel_event(body.reason),
+                                body.request_id)
+        return BulkView(**vars(report))
+
+    @app.post("/v1/bulk/signal", dependencies=authed, tags=["bulk"])
+    async def bulk_signal(body: BulkSignalBody, request: Request) -> BulkView:
+        """Send one event to every running journey of one kind that matches, e.g. remove an attendee
+        who hard-bounced from every session of a course."""
+        if body.journey is None:
+            raise Rejected("a bulk signal needs `journey`: events differ between kinds", field="journey")
+        kind = KINDS[body.journey]
+        try:
+            kind.event_type.model_validate({**body.event, "event_id": "bulk-check"})
+        except ValidationError as err:
+            problem = err.errors()[0]
+            where = ".".join(["event", *map(str, problem["loc"])]) if problem["loc"] else "event"
+            raise Rejected(problem["msg"], field=where) from err
+        if "event_id" in body.event:
+            raise Rejected("event_id is set per journey by the bulk action; use request_id", field="event.event_id")
+
+        def make(kind, event_id: str):
+            return kind.event_type.model_validate({**body.event, "event_id": event_id})
+
+        report = await bulk.act(request.app.state.client, settings, body.selector(), make, body.request_id)
+        return BulkView(**vars(report))
 
     @app.get("/v1/messages", dependencies=authed, tags=["messages"])
     async def list_messages(

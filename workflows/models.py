@@ -522,13 +522,20 @@ class ClassSession(Strict):
     attendees: Roster = []
     policy: SessionPolicyOverrides = SessionPolicyOverrides()
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> ClassSession:
-        if self.ends_at <= self.starts_at:
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and value <= starts_at:
             raise ValueError("ends_at must be after starts_at")
-        if len({a.attendee_id for a in self.attendees}) != len(self.attendees):
+        return value
+
+    @field_validator("attendees")
+    @classmethod
+    def _unique_attendees(cls, value: list[Attendee]) -> list[Attendee]:
+        if len({a.attendee_id for a in value}) != len(value):
             raise ValueError("attendee_id must be unique on the roster")
-        return self
+        return value
 
 
 class SessionInput(Strict):

@@ -16,7 +16,7 @@ ENTITY_ID = SearchAttributeKey.for_keyword("EntityId")
 STAGE = SearchAttributeKey.for_keyword("Stage")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
 RECIPIENT = SearchAttributeKey.for_keyword("Recipient")
-GROUP = SearchAttributeKey.for_keyword("Group")  # a session's course, a lead's campaign: bulk actions select by it
+GROUP = SearchAttributeKey.for_keyword("JourneyGroup")  # a session's course, a lead's campaign: bulk actions select by it
 
 ALL_KEYS = (JOURNEY, ENTITY_ID, STAGE, NEXT_ACTION_AT, RECIPIENT, GROUP)
 
