@@ -20,6 +20,11 @@ preview_app = typer.Typer(help="Play a journey on the time-skipping server and p
                           no_args_is_help=True)
 appointment_app = typer.Typer(help="Start and steer appointment journeys (through the HTTP API).",
                               no_args_is_help=True)
+session_app = typer.Typer(help="Start and steer class-session journeys (through the HTTP API).", no_args_is_help=True)
+bulk_app = typer.Typer(help="Act on every running journey matching a filter (Temporal visibility).",
+                       no_args_is_help=True)
+app.add_typer(session_app, name="session")
+app.add_typer(bulk_app, name="bulk")
 leads_app = typer.Typer(help="Import leads, report conversions, read campaign stats.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
 app.add_typer(interview_app, name="interview")
@@ -27,15 +32,15 @@ app.add_typer(appointment_app, name="appointment")
 app.add_typer(preview_app, name="preview")
 console = Console()
 
-_OFFSET = re.compile(r"^\+?(\d+(?:\.\d+)?)([smhd])$")
+_OFFSET = re.compile(r"^\+?(?:\d+(?:\.\d+)?[smhd])+$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_duration(text: str) -> timedelta:
-    """`+60h`, `90m`, `7d`, `30s`, ISO 8601 `PT48H`, or plain seconds."""
-    match = _OFFSET.match(text.strip())
-    if match:
-        return timedelta(**{_UNITS[match[2]]: float(match[1])})
+    """`+60h`, `90m`, `7d`, `2d4h`, `30s`, ISO 8601 `PT48H`, or plain seconds."""
+    if _OFFSET.match(text.strip()):
+        return sum((timedelta(**{_UNITS[unit]: float(n)}) for n, unit in _PART.findall(text)), timedelta())
     try:
         return TypeAdapter(timedelta).validate_python(text)
     except ValidationError:
@@ -337,6 +342,119 @@ def leads_show(lead_id: str) -> None:
     _show(_call(lambda c: c.get_lead(lead_id)))
 
 
+@session_app.command("start")
+def session_start(file: Annotated[typer.FileText, typer.Argument(help="The session as JSON (POST /v1/sessions body)")]) -> None:
+    """Start a session from a JSON file: session_id, title, course, starts_at, ends_at, tutor, attendees…."""
+    import json
+
+    from workflows.models import ClassSession
+
+    try:
+        session = ClassSession.model_validate(json.load(file))
+    except ValueError as err:
+        if isinstance(err, ValidationError):
+            _invalid(err)
+        console.print(f"[red]not JSON[/red]: {err}")
+        raise typer.Exit(2) from None
+    _show(_call(lambda c: c.start_session(session)))
+
+
+@session_app.command("add-attendee")
+def session_add_attendee(session_id: str, attendee_id: str, email: Annotated[str, typer.Option()],
+                         name: Annotated[str, typer.Option()],
+                         phone: Annotated[Optional[str], typer.Option(help="E.164, for the webhook channel")] = None,
+                         channel: Annotated[list[str], typer.Option(help="email and/or webhook")] = ["email"]) -> None:
+    from workflows.models import Attendee
+
+    try:
+        attendee = Attendee(attendee_id=attendee_id, email=email, name=name, phone=phone, channels=channel)
+    except ValidationError as err:
+        _invalid(err)
+    _show(_call(lambda c: c.add_attendee(session_id, attendee)))
+
+
+@session_app.command("remove-attendee")
+def session_remove_attendee(session_id: str, attendee_id: str) -> None:
+    _show(_call(lambda c: c.remove_attendee(session_id, attendee_id)))
+
+
+@session_app.command("reschedule")
+def session_reschedule(session_id: str, starts_at: Annotated[str, typer.Argument(help="ISO time or +2d")],
+                       ends_at: Annotated[str, typer.Argument(help="ISO time or +2d1h")]) -> None:
+    _show(_call(lambda c: c.reschedule_session(session_id, parse_when(starts_at), parse_when(ends_at))))
+
+
+@session_app.command("cancel")
+def session_cancel(session_id: str, reason: Annotated[Optional[str], typer.Option()] = None,
+                   notify: Annotated[bool, typer.Option(help="Tell the roster")] = True) -> None:
+    _show(_call(lambda c: c.cancel_session(session_id, reason, notify)))
+
+
+@session_app.command("recording")
+def session_recording(session_id: str, url: str) -> None:
+    """The recording is online: the roster gets the link."""
+    _show(_call(lambda c: c.recording_available(session_id, url)))
+
+
+@session_app.command("feedback")
+def session_feedback(session_id: str, attendee_id: str) -> None:
+    _show(_call(lambda c: c.feedback_given(session_id, attendee_id)))
+
+
+@session_app.command("checkin")
+def session_checkin(session_id: str, ok: Annotated[bool, typer.Option("--ok/--not-ok")],
+                    comment: Annotated[Optional[str], typer.Option()] = None) -> None:
+    """The tutor's answer to the first-session check-in (--not-ok escalates to the manager)."""
+    _show(_call(lambda c: c.checkin_answer(session_id, ok, comment)))
+
+
+@session_app.command("show")
+def session_show(session_id: str) -> None:
+    _show(_call(lambda c: c.get_session(session_id)))
+
+
+_KINDS = ("interview", "appointment", "lead", "session")
+
+
+def _print_bulk(report) -> None:
+    console.print(f"[bold]{report.matched}[/bold] matched ({report.query}), [green]{report.changed} changed[/green], "
+                  f"{report.unchanged} unchanged · request id {report.request_id}")
+    for problem in report.problems[:50]:
+        console.print(f"  {problem}")
+
+
+@bulk_app.command("cancel")
+def bulk_cancel(
+    journey: Annotated[Optional[str], typer.Option(help="interview, appointment, lead or session")] = None,
+    group: Annotated[Optional[str], typer.Option(help="A session's course or a lead's campaign")] = None,
+    recipient: Annotated[Optional[str], typer.Option(help="The journey's recipient email")] = None,
+    reason: Annotated[Optional[str], typer.Option()] = None,
+    request_id: Annotated[Optional[str], typer.Option(help="Reuse to retry safely")] = None,
+) -> None:
+    """Cancel every running journey matching the filter, e.g. `--journey session --group math-101`."""
+    _print_bulk(_call(lambda c: c.bulk_cancel(journey=journey, group=group, recipient=recipient, reason=reason,
+                                              request_id=request_id)))
+
+
+@bulk_app.command("signal")
+def bulk_signal(
+    journey: Annotated[str, typer.Option(help="interview, appointment, lead or session")],
+    event: Annotated[str, typer.Option(help='The event as JSON, e.g. {"kind": "remove_attendee", "attendee_id": "ann"}')],
+    group: Annotated[Optional[str], typer.Option()] = None,
+    recipient: Annotated[Optional[str], typer.Option()] = None,
+    request_id: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Send one event to every running journey of a kind matching the filter."""
+    import json
+
+    try:
+        payload = json.loads(event)
+    except ValueError as err:
+        raise typer.BadParameter(f"not JSON: {err}", param_hint="--event") from None
+    _print_bulk(_call(lambda c: c.bulk_signal(payload, journey=journey, group=group, recipient=recipient,
+                                              request_id=request_id)))
+
+
 def _invalid(err: ValidationError):
     for problem in err.errors():
         console.print(f"[red]{'.'.join(map(str, problem['loc']))}[/red]: {problem['msg']}")
@@ -420,6 +538,42 @@ def preview_appointment(
     policy = {"reminder_offsets": [parse_duration(v) for v in remind]} if remind else {}
     scenario = Scenario(scheduled_at=parse_duration(at), events=events, policy=policy)
     _print_preview(asyncio.run(run_appointment_preview(scenario, Settings())), "booking +")
+
+
+@preview_app.command("lead")
+def preview_lead(
+    converted: Annotated[Optional[str], typer.Option(help="Converted at day 0 + OFFSET, e.g. +4d")] = None,
+    replied: Annotated[Optional[str], typer.Option(help="Replied at day 0 + OFFSET")] = None,
+) -> None:
+    """The real lead nurture workflow, e.g. `followups preview lead --converted +4d`."""
+    from starter.preview import Scenario, run_lead_preview
+
+    events = [(parse_duration(v), kind, None) for kind, v in (("converted", converted), ("replied", replied)) if v]
+    _print_preview(asyncio.run(run_lead_preview(Scenario(events=events), Settings())), "day 0 +")
+
+
+@preview_app.command("session")
+def preview_session(
+    at: Annotated[str, typer.Option(help="The class (1 h long), as an offset from now: +2d")] = "+2d",
+    attendees: Annotated[int, typer.Option(min=1, max=50)] = 2,
+    first_session: Annotated[bool, typer.Option(help="The tutor's first session: check-in after it")] = False,
+    reschedule: Annotated[list[str], typer.Option(help="AT@WHEN: at +AT move the class to +WHEN")] = [],
+    cancel: Annotated[Optional[str], typer.Option(help="Cancel at + OFFSET")] = None,
+    recording: Annotated[Optional[str], typer.Option(help="Recording available at + OFFSET")] = None,
+    feedback: Annotated[Optional[str], typer.Option(help="student-1 gives feedback at + OFFSET")] = None,
+    checkin_negative: Annotated[Optional[str], typer.Option(help="The tutor answers the check-in badly at + OFFSET")] = None,
+) -> None:
+    """The real session workflow, e.g. `followups preview session --at +2d --first-session --recording +2d2h
+    --checkin-negative +2d4h`."""
+    from starter.preview import Scenario, run_session_preview
+
+    events: list[tuple[timedelta, str, timedelta | None]] = [(a, "reschedule", w) for a, w in map(_pair, reschedule)]
+    for kind, value in (("cancel", cancel), ("recording_available", recording), ("feedback", feedback),
+                        ("checkin_negative", checkin_negative)):
+        if value:
+            events.append((parse_duration(value), kind, None))
+    scenario = Scenario(scheduled_at=parse_duration(at), events=events)
+    _print_preview(asyncio.run(run_session_preview(scenario, Settings(), attendees, first_session)), "now +")
 
 
 def _pair(text: str) -> tuple[timedelta, timedelta]:

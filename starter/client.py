@@ -15,14 +15,16 @@ import httpx
 
 from starter.api import (
     AppointmentView,
+    BulkView,
     CampaignStatsView,
     ImportView,
     InterviewView,
     LeadView,
     MessageView,
     ResendView,
+    SessionView,
 )
-from workflows.models import Booking, Invitation, Lead
+from workflows.models import Attendee, Booking, ClassSession, Invitation, Lead
 
 
 class FollowupsError(Exception):
@@ -146,6 +148,62 @@ class FollowupsClient:
 
     def campaign_stats(self, campaign: str) -> CampaignStatsView:
         return CampaignStatsView.model_validate(self._call("GET", f"/v1/campaigns/{campaign}/stats"))
+
+    # --- class sessions -------------------------------------------------------------------
+
+    def start_session(self, session: ClassSession) -> SessionView:
+        return SessionView.model_validate(
+            self._call("POST", "/v1/sessions", json=session.model_dump(mode="json", exclude_none=True)))
+
+    def _session_event(self, session_id: str, path: str, body: dict[str, Any], method: str = "POST") -> SessionView:
+        body = {k: v for k, v in body.items() if v is not None}
+        return SessionView.model_validate(self._call(method, f"/v1/sessions/{session_id}{path}",
+                                                     json=body if method == "POST" else None))
+
+    def add_attendee(self, session_id: str, attendee: Attendee, event_id: str | None = None) -> SessionView:
+        return self._session_event(session_id, "/attendees",
+                                   {"attendee": attendee.model_dump(mode="json", exclude_none=True), "event_id": event_id})
+
+    def remove_attendee(self, session_id: str, attendee_id: str) -> SessionView:
+        return self._session_event(session_id, f"/attendees/{attendee_id}", {}, method="DELETE")
+
+    def reschedule_session(self, session_id: str, starts_at: datetime, ends_at: datetime,
+                           event_id: str | None = None) -> SessionView:
+        return self._session_event(session_id, "/reschedule", {"starts_at": starts_at.isoformat(),
+                                                               "ends_at": ends_at.isoformat(), "event_id": event_id})
+
+    def cancel_session(self, session_id: str, reason: str | None = None, notify: bool = True,
+                       event_id: str | None = None) -> SessionView:
+        return self._session_event(session_id, "/cancel", {"reason": reason, "notify": notify, "event_id": event_id})
+
+    def recording_available(self, session_id: str, recording_url: str, event_id: str | None = None) -> SessionView:
+        return self._session_event(session_id, "/recording", {"recording_url": recording_url, "event_id": event_id})
+
+    def feedback_given(self, session_id: str, attendee_id: str, event_id: str | None = None) -> SessionView:
+        return self._session_event(session_id, "/feedback", {"attendee_id": attendee_id, "event_id": event_id})
+
+    def checkin_answer(self, session_id: str, ok: bool, comment: str | None = None,
+                       event_id: str | None = None) -> SessionView:
+        return self._session_event(session_id, "/checkin", {"ok": ok, "comment": comment, "event_id": event_id})
+
+    def get_session(self, session_id: str) -> SessionView:
+        return SessionView.model_validate(self._call("GET", f"/v1/sessions/{session_id}"))
+
+    # --- bulk --------------------------------------------------------------------------------
+
+    def bulk_cancel(self, *, journey: str | None = None, group: str | None = None, recipient: str | None = None,
+                    stage: str | None = None, reason: str | None = None, request_id: str | None = None) -> BulkView:
+        body = dict(journey=journey, group=group, recipient=recipient, stage=stage, reason=reason,
+                    request_id=request_id)
+        return BulkView.model_validate(self._call("POST", "/v1/bulk/cancel",
+                                                  json={k: v for k, v in body.items() if v is not None}))
+
+    def bulk_signal(self, event: dict[str, Any], *, journey: str, group: str | None = None,
+                    recipient: str | None = None, stage: str | None = None,
+                    request_id: str | None = None) -> BulkView:
+        body = dict(journey=journey, group=group, recipient=recipient, stage=stage, request_id=request_id)
+        return BulkView.model_validate(self._call("POST", "/v1/bulk/signal", json={
+            "event": event, **{k: v for k, v in body.items() if v is not None}}))
 
     # --- messages ---------------------------------------------------------------------------
 

@@ -19,18 +19,27 @@ import asyncpg
 from settings import Settings
 from starter import embedded
 from workflows.blocks import when
-from starter.service import Appointments, Interviews, Journeys
+from starter.service import Appointments, Interviews, Journeys, LeadJourneys, Sessions
 from workflows.models import (
     APPOINTMENT_CLOSED,
     CLOSED_STATUSES,
+    LEAD_CLOSED,
+    SESSION_CLOSED,
     AppointmentEvent,
+    Attendee,
     Booking,
+    ClassSession,
     Invitation,
     InterviewEvent,
+    Lead,
+    LeadEvent,
     Recipient,
+    SessionEvent,
+    Tutor,
 )
 
 PREVIEW_ID = "preview"
+EVENT_NUDGE = timedelta(seconds=1)
 
 
 @dataclass
@@ -83,7 +92,9 @@ async def _play(settings: Settings, service: Callable[..., Journeys], make_start
         handle = env.client.get_workflow_handle(journeys.kind.workflow_id(PREVIEW_ID))
         lines: list[Line] = []
         for at, make_event in sorted(events, key=lambda item: item[0]):
-            remaining = anchor + at - await env.get_current_time()
+            # A second early: the time-skipping server fails a workflow task that cancels a timer firing
+            # while the task runs (the real server retries it), and round offsets often hit a timer.
+            remaining = anchor + at - EVENT_NUDGE - await env.get_current_time()
             if remaining > timedelta(0):
                 await env.sleep(remaining)
             event = make_event(anchor)
@@ -95,8 +106,8 @@ async def _play(settings: Settings, service: Callable[..., Journeys], make_start
             if (await handle.query(journeys.kind.workflow.state_query)).status in closed:
                 break
             await env.sleep(timedelta(days=1))
-        await handle.result()
-        state = await handle.query(journeys.kind.workflow.state_query)
+        final = env.client.get_workflow_handle_for(journeys.kind.workflow.run, journeys.kind.workflow_id(PREVIEW_ID))
+        state = await final.result()  # the journey returns its final state: no query on a closed workflow
         conn = await asyncpg.connect(settings.database_url)
         try:
             rows = await conn.fetch("SELECT key, due_at, status, subject, reason FROM messages ORDER BY due_at")
@@ -148,3 +159,55 @@ async def run_appointment_preview(scenario: Scenario, settings: Settings) -> Pre
 
     return await _play(settings, Appointments, booking,
                        [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events], APPOINTMENT_CLOSED)
+
+
+async def run_lead_preview(scenario: Scenario, settings: Settings) -> Preview:
+    """Offsets are from day 0; events are (at, "converted" | "replied" | "cancel", None)."""
+    def lead(anchor: datetime) -> Lead:
+        return Lead(lead_id=PREVIEW_ID, contact=Recipient(email="lead@example.com", name="Lee Lead"),
+                    campaign="preview", company="Acme", offer_url="https://shop.example.com/offer",
+                    started_at=anchor, policy=scenario.policy)
+
+    def event(kind: str) -> Callable[[datetime], LeadEvent]:
+        return lambda anchor: LeadEvent(kind=kind)
+
+    return await _play(settings, LeadJourneys, lead, [(at, event(kind)) for at, kind, _ in scenario.events],
+                       LEAD_CLOSED)
+
+
+async def run_session_preview(scenario: Scenario, settings: Settings, attendees: int = 2,
+                              first_session: bool = False) -> Preview:
+    """Offsets are from the booking of the session; `scenario.scheduled_at` is its start (1 h long).
+    Events: (at, "cancel" | "recording_available" | "checkin_negative" | "feedback", None) or
+    (at, "reschedule", new start)."""
+    assert scenario.scheduled_at is not None
+    start_in = scenario.scheduled_at
+
+    def session(anchor: datetime) -> ClassSession:
+        return ClassSession(
+            session_id=PREVIEW_ID, title="Algebra 1", course="preview", starts_at=anchor + start_in,
+            ends_at=anchor + start_in + timedelta(hours=1), join_url="https://lms.example.com/join/preview",
+            feedback_url="https://lms.example.com/feedback/preview",
+            tutor=Tutor(name="Tom Tutor", email="tutor@example.com", first_session=first_session),
+            manager_email="manager@example.com", policy=scenario.policy,
+            attendees=[Attendee(attendee_id=f"student-{n}", name=f"Student {n}", email=f"student{n}@example.com",
+                                time_zone="Europe/Berlin") for n in range(1, attendees + 1)],
+        )
+
+    def event(kind: str, when_: timedelta | None) -> Callable[[datetime], SessionEvent]:
+        def make(anchor: datetime) -> SessionEvent:
+            if kind == "reschedule":
+                assert when_ is not None
+                return SessionEvent(kind="reschedule", starts_at=anchor + when_,
+                                    ends_at=anchor + when_ + timedelta(hours=1))
+            if kind == "recording_available":
+                return SessionEvent(kind=kind, recording_url="https://lms.example.com/recordings/preview")
+            if kind == "checkin_negative":
+                return SessionEvent(kind="checkin_answer", ok=False, comment="the students could not hear me")
+            if kind == "feedback":
+                return SessionEvent(kind="feedback", attendee_id="student-1")
+            return SessionEvent(kind=kind)
+        return make
+
+    return await _play(settings, Sessions, session,
+                       [(at, event(kind, when_)) for at, kind, when_ in scenario.events], SESSION_CLOSED)

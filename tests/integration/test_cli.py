@@ -57,3 +57,52 @@ async def test_preview_plays_the_whole_journey(stack):
     assert not any("followup-2" in line for line in lines)  # confirmed before it was due
     assert sum("reminder-" in line and "would send" in line for line in lines) == 1
     assert "journey ended: completed" in out
+
+
+async def test_previews_of_the_other_journeys(stack):
+    code, out = await run(stack, "preview", "appointment", "--at", "+3d", "--remind", "24h", "--remind", "1h",
+                          "--reschedule", "+1d@+4d")
+    assert code == 0, out
+    assert sum("reminder-" in line and "would send" in line for line in out.splitlines()) == 2
+    assert "journey ended: completed" in out
+    code, out = await run(stack, "preview", "lead", "--converted", "+4d")
+    assert code == 0, out
+    assert "step-2" in out and "step-3" not in out and "journey ended: converted" in out
+    code, out = await run(stack, "preview", "session", "--at", "+2d", "--first-session", "--recording", "+2d2h",
+                          "--feedback", "+2d3h", "--checkin-negative", "+2d4h")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert sum("reminder-" in line and "would send" in line for line in lines) == 4  # 2 offsets × 2 students
+    assert any("escalation" in line and "would send" in line for line in lines)
+    assert [line for line in lines if "feedback/" in line and "would send" in line][0].count("student-2") == 1
+    assert not any("feedback/student-1" in line for line in lines)
+
+
+async def test_sessions_and_bulk_from_the_cli(stack, uid, tmp_path):
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime.now(timezone.utc) + timedelta(days=2)
+    session = {"session_id": uid, "title": "Chemistry", "course": f"chem-{uid}", "starts_at": start.isoformat(),
+               "ends_at": (start + timedelta(hours=1)).isoformat(),
+               "tutor": {"name": "Tia", "email": f"tia-{uid}@example.com"},
+               "attendees": [{"attendee_id": "ann", "name": "Ann", "email": f"ann-{uid}@example.com"}]}
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(session))
+    code, out = await run(stack, "session", "start", str(path))
+    assert code == 0 and "scheduled" in out, out
+    code, out = await run(stack, "session", "add-attendee", uid, "bob", "--email", f"bob-{uid}@example.com",
+                          "--name", "Bob")
+    assert code == 0, out
+    for _ in range(100):  # visibility is eventually consistent
+        code, out = await run(stack, "bulk", "cancel", "--group", f"chem-{uid}", "--reason", "withdrawn",
+                              "--request-id", f"r{uid}")
+        if "1 matched" in out:
+            break
+        await asyncio.sleep(0.2)
+    assert code == 0 and "1 changed" in out, out
+    code, out = await run(stack, "bulk", "cancel")
+    assert code == 1 and "journey" in out
+    path.write_text("{not json")
+    code, out = await run(stack, "session", "start", str(path))
+    assert code == 2 and "not JSON" in out
