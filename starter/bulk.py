@@ -72,10 +72,16 @@ async def act(client: Client, settings: Settings, selector: Selector, event_for:
     gate = asyncio.Semaphore(CONCURRENT_SIGNALS)
 
     async def one(kind: str, entity_id: str) -> None:
-        event = event_for(KINDS[kind], f"bulk-{request_id}")
+        event_id = f"bulk-{request_id}"
+        event = event_for(KINDS[kind], event_id)
+        journeys = Journeys(client, settings, KINDS[kind])
         async with gate:
             try:
-                outcome, _ = await Journeys(client, settings, KINDS[kind]).send_event(entity_id, event)
+                before = await journeys.state(entity_id, wait=False)
+                if before is not None and any(seen.event == event_id for seen in before.events):
+                    report.unchanged += 1  # this request reached it before: a retry changes nothing
+                    return
+                outcome, _ = await journeys.send_event(entity_id, event)
             except (Conflict, NotFound):
                 outcome = None
         if outcome is not None and outcome.applied:
