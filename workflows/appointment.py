@@ -11,7 +11,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import appointment_rules as rules
-    from workflows.blocks import send, too_late, wait_for_step_or_change, when
+    from workflows.blocks import run_plan, send, too_late, when, with_overrides
     from workflows.models import (
         AppointmentEvent,
         AppointmentInput,
@@ -45,12 +45,7 @@ class AppointmentJourney:
 
     @workflow.run
     async def run(self, journey: AppointmentInput) -> AppointmentState:
-        while (step := self._plan()) is not None:
-            seen = self.revision
-            if not await wait_for_step_or_change(step.at, lambda: self.revision != seen, step.label):
-                continue
-            await self._take(step)
-        self._show(None)
+        await run_plan(self)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
 
@@ -71,7 +66,7 @@ class AppointmentJourney:
 
     def _start(self, booking: Booking) -> None:
         self.booking = booking
-        self.policy = self.state.policy = self.policy.model_copy(update=booking.policy.model_dump(exclude_none=True))
+        self.policy = self.state.policy = with_overrides(self.policy, booking.policy)
         rules.start(self.state, booking, workflow.now())
         self.revision += 1
 

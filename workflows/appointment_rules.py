@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows.blocks import no_change, offset_label, remind_before, stamp_key, when
+from workflows.blocks import no_change, record_outcome, screen_event, offset_label, remind_before, stamp_key, when
 from workflows.models import (
     APPOINTMENT_CLOSED,
     AppointmentEvent,
@@ -73,19 +73,12 @@ def start(state: AppointmentState, booking: Booking, now: datetime) -> None:
 
 def apply_event(state: AppointmentState, event: AppointmentEvent, policy: AppointmentPolicy,
                 now: datetime) -> EventOutcome:
-    key = event.dedupe_key()
+    if (screened := screen_event(state, event, APPOINTMENT_CLOSED)) is not None:
+        return screened
 
     def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        result = EventOutcome(event=key, applied=applied, reason=reason)
-        state.events.append(result)
-        return result
+        return record_outcome(state, event.dedupe_key(), applied, reason)
 
-    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
-        return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
-    if state.status in APPOINTMENT_CLOSED:
-        if (event.kind, state.status) in (("cancel", AppointmentStatus.CANCELLED), ("complete", AppointmentStatus.COMPLETED)):
-            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
-        return outcome(False, f"the journey has already ended ({state.status.value})")
     if event.kind == "reschedule":
         assert event.scheduled_at is not None
         if event.scheduled_at <= now:

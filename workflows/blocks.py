@@ -63,6 +63,30 @@ def stamp_key(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+ENDED_BY = {"cancel": "cancelled", "complete": "completed"}  # event kind → the status it ends a journey in
+
+
+def record_outcome(state, key: str, applied: bool, reason: str | None = None) -> EventOutcome:
+    """Log an event's outcome in the state (the API reads it back by key) and return it."""
+    result = EventOutcome(event=key, applied=applied, reason=reason)
+    state.events.append(result)
+    return result
+
+
+def screen_event(state, event, closed: frozenset, ended_by: dict[str, str] = ENDED_BY) -> EventOutcome | None:
+    """What every journey does first with an event. A redelivered `event_id` is a duplicate; on an
+    ended journey a repeat of what ended it (a second cancel) is a harmless duplicate, anything else
+    is refused. None: the journey's own rules apply it."""
+    key = event.dedupe_key()
+    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
+        return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
+    if state.status in closed:
+        if ended_by.get(event.kind) == state.status.value:
+            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
+        return record_outcome(state, key, False, f"the journey has already ended ({state.status.value})")
+    return None
+
+
 def no_change(state, event, why: str) -> EventOutcome:
     """An event that asks for what already is (confirm the time it has): a success that changes
     nothing. Logged under its `event_id`, so a late redelivery after a later change is still a
@@ -71,6 +95,23 @@ def no_change(state, event, why: str) -> EventOutcome:
     if event.event_id:
         state.events.append(result)
     return result
+
+
+def with_overrides(policy, overrides):
+    """A journey's policy: the defaults it started with, then the start's overrides, re-validated."""
+    return type(policy).model_validate({**policy.model_dump(), **overrides.model_dump(exclude_none=True)})
+
+
+async def run_plan(journey) -> None:
+    """The loop every journey runs: plan the next step, sleep until it is due unless an event
+    changes the plan (`journey.revision` moves), take it; until the plan is empty. The journey
+    provides `_plan()`, `_take(step)`, `_show(step)` and `revision`."""
+    while (step := journey._plan()) is not None:
+        seen = journey.revision
+        if not await wait_for_step_or_change(step.at, lambda: journey.revision != seen, step.label):
+            continue  # an event changed the plan: plan again
+        await journey._take(step)
+    journey._show(None)
 
 
 async def wait_for_step_or_change(due: datetime, changed: Callable[[], bool], summary: str) -> bool:

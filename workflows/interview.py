@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import interview_rules as rules
-    from workflows.blocks import send, too_late, wait_for_step_or_change, when
+    from workflows.blocks import run_plan, send, too_late, when, with_overrides
     from workflows.models import (
         CLOSED_STATUSES,
         Invitation,
@@ -49,12 +49,7 @@ class InterviewJourney:
 
     @workflow.run
     async def run(self, journey: InterviewInput) -> InterviewState:
-        while (step := self._plan()) is not None:
-            seen = self.revision
-            if not await wait_for_step_or_change(step.at, lambda: self.revision != seen, step.label):
-                continue  # an event changed the plan: plan again
-            await self._take(step)
-        self._show(None)
+        await run_plan(self)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
 
@@ -81,8 +76,7 @@ class InterviewJourney:
 
     def _start(self, invitation: Invitation) -> None:
         self.invitation = invitation
-        overrides = invitation.policy.model_dump(exclude_none=True)
-        self.policy = self.state.policy = self.policy.model_copy(update=overrides)
+        self.policy = self.state.policy = with_overrides(self.policy, invitation.policy)
         rules.start(self.state, invitation, invitation.invited_at or workflow.now())
         self.revision += 1
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.blocks import no_change, followup_due, remind_before, stamp_key, when
+from workflows.blocks import no_change, record_outcome, screen_event, followup_due, remind_before, stamp_key, when
 from workflows.models import (
     CLOSED_STATUSES,
     EventOutcome,
@@ -90,19 +90,12 @@ def apply_event(state: InterviewState, event: InterviewEvent, now: datetime) -> 
     """Change the state for one event. Twice the same event = once; an invalid one changes nothing.
     Only an `event_id` identifies a delivery: without one, moving back to an earlier time is a new
     request, and a repeat is caught by the state itself (already at that time, already cancelled)."""
-    key = event.dedupe_key()
+    if (screened := screen_event(state, event, CLOSED_STATUSES)) is not None:
+        return screened
 
     def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        result = EventOutcome(event=key, applied=applied, reason=reason)
-        state.events.append(result)
-        return result
+        return record_outcome(state, event.dedupe_key(), applied, reason)
 
-    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
-        return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
-    if state.status in CLOSED_STATUSES:
-        if (event.kind, state.status) in (("cancel", InterviewStatus.CANCELLED), ("complete", InterviewStatus.COMPLETED)):
-            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
-        return outcome(False, f"the journey has already ended ({state.status.value})")
     if event.kind in ("confirm", "reschedule"):
         assert event.scheduled_at is not None
         if state.invited_at and event.scheduled_at <= state.invited_at:

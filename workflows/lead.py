@@ -16,12 +16,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.leads import LeadActivities
     from workflows import lead_rules as rules
-    from workflows.blocks import send, too_late, wait_for_step_or_change
+    from workflows.blocks import run_plan, send, too_late, with_overrides
     from workflows.models import (
         Lead,
         LeadEvent,
         LeadInput,
-        LeadPolicy,
         LeadState,
         LeadStatus,
         MessageCategory,
@@ -50,12 +49,7 @@ class LeadJourney:
 
     @workflow.run
     async def run(self, journey: LeadInput) -> LeadState:
-        while (step := self._plan()) is not None:
-            seen = self.revision
-            if not await wait_for_step_or_change(step.at, lambda: self.revision != seen, step.label):
-                continue
-            await self._take(step)
-        self._show(None)
+        await run_plan(self)
         if self.lead is not None:
             await workflow.execute_activity_method(
                 LeadActivities.record_lead_end, self.state, start_to_close_timeout=timedelta(seconds=30),
@@ -80,8 +74,7 @@ class LeadJourney:
 
     def _start(self, lead: Lead) -> None:
         self.lead = lead
-        merged = {**self.policy.model_dump(), **lead.policy.model_dump(exclude_none=True)}
-        self.policy = self.state.policy = LeadPolicy.model_validate(merged)
+        self.policy = self.state.policy = with_overrides(self.policy, lead.policy)
         rules.start(self.state, lead, lead.started_at or workflow.now())
         self.revision += 1
 

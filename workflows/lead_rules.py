@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.blocks import when
+from workflows.blocks import record_outcome, screen_event, when
 from workflows.models import (
     LEAD_CLOSED,
     EventOutcome,
@@ -19,6 +19,7 @@ from workflows.models import (
     StepKind,
 )
 
+ENDS_IN = {"converted": LeadStatus.CONVERTED, "replied": LeadStatus.REPLIED, "cancel": LeadStatus.CANCELLED}
 SUPPRESSED_PREFIX = "recipient suppressed"  # how the send step words a skip for a suppressed address
 
 
@@ -53,24 +54,12 @@ def start(state: LeadState, lead: Lead, started_at: datetime) -> None:
 def apply_event(state: LeadState, event: LeadEvent) -> EventOutcome:
     """Twice the same event = once; after the journey ended only a repeat of what ended it is a
     (harmless) duplicate."""
-    key = event.dedupe_key()
-
-    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        result = EventOutcome(event=key, applied=applied, reason=reason)
-        state.events.append(result)
-        return result
-
-    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
-        return EventOutcome(event=key, applied=False, reason="duplicate: already applied")
-    ends_in = {"converted": LeadStatus.CONVERTED, "replied": LeadStatus.REPLIED, "cancel": LeadStatus.CANCELLED}
-    if state.status in LEAD_CLOSED:
-        if ends_in[event.kind] == state.status:
-            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}")
-        return outcome(False, f"the journey has already ended ({state.status.value})")
-    state.status = ends_in[event.kind]
+    if (screened := screen_event(state, event, LEAD_CLOSED, {k: v.value for k, v in ENDS_IN.items()})) is not None:
+        return screened
+    state.status = ENDS_IN[event.kind]
     if event.kind == "converted":
         state.conversion_reference = event.reference
-    return outcome(True, event.reference)
+    return record_outcome(state, event.dedupe_key(), True, event.reference)
 
 
 def record_skip(state: LeadState, step: str, reason: str, now: datetime) -> None:

@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import session_rules as rules
-    from workflows.blocks import send, too_late, wait_for_step_or_change
+    from workflows.blocks import run_plan, send, too_late, with_overrides
     from workflows.models import (
         Attendee,
         ClassSession,
@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         SendStatus,
         SessionEvent,
         SessionInput,
-        SessionPolicy,
         SessionState,
         SessionStatus,
         StepKind,
@@ -58,12 +57,7 @@ class SessionJourney:
 
     @workflow.run
     async def run(self, journey: SessionInput) -> SessionState:
-        while (step := self._plan()) is not None:
-            seen = self.revision
-            if not await wait_for_step_or_change(step.at, lambda: self.revision != seen, step.label):
-                continue
-            await self._take(step)
-        self._show(None)
+        await run_plan(self)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
 
@@ -83,8 +77,7 @@ class SessionJourney:
 
     def _start(self, session: ClassSession) -> None:
         self.session = session
-        merged = {**self.policy.model_dump(), **session.policy.model_dump(exclude_none=True)}
-        self.policy = self.state.policy = SessionPolicy.model_validate(merged)
+        self.policy = self.state.policy = with_overrides(self.policy, session.policy)
         rules.start(self.state, session)
         self.revision += 1
 

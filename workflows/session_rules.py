@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows.blocks import no_change, offset_label, remind_before, stamp_key, when
+from workflows.blocks import no_change, record_outcome, screen_event, offset_label, remind_before, stamp_key, when
 from workflows.models import (
     SESSION_CLOSED,
     ClassSession,
@@ -82,19 +82,12 @@ def start(state: SessionState, session: ClassSession) -> None:
 
 def apply_event(state: SessionState, event: SessionEvent, now: datetime) -> EventOutcome:
     """Twice the same event = once; an invalid one changes nothing."""
-    key_ = event.dedupe_key()
+    if (screened := screen_event(state, event, SESSION_CLOSED)) is not None:
+        return screened
 
     def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        result = EventOutcome(event=key_, applied=applied, reason=reason)
-        state.events.append(result)
-        return result
+        return record_outcome(state, event.dedupe_key(), applied, reason)
 
-    if event.event_id and any(seen.event == key_ and seen.applied for seen in state.events):
-        return EventOutcome(event=key_, applied=False, reason="duplicate: already applied")
-    if state.status in SESSION_CLOSED:
-        if (event.kind, state.status) in (("cancel", SessionStatus.CANCELLED), ("complete", SessionStatus.COMPLETED)):
-            return EventOutcome(event=key_, applied=False, reason=f"duplicate: already {state.status.value}")
-        return outcome(False, f"the journey has already ended ({state.status.value})")
     before_end = state.status in (SessionStatus.AWAITING_START, SessionStatus.SCHEDULED)
     if event.kind == "add_attendee":
         assert event.attendee is not None
