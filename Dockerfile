@@ -27,6 +27,7 @@ COPY migrations/ migrations/
 # migrations/ beside the packages (Path(__file__).parent.parent), so the code runs from /app,
 # where they are, and not from a copy in site-packages, where they are not.
 RUN pip install --no-deps -e . \
+    && python -m compileall -q workflows activities starter worker.py settings.py \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin followups
 
 USER followups

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: dev test install bench bench-quick clean
 
@@ -10,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	# .pyc files even where PYTHONDONTWRITEBYTECODE is set: the workflow sandbox re-imports the
+	# journeys' modules for every journey it rebuilds, and compiling them each time costs CPU.
+	$(BIN)/python -m compileall -q workflows activities starter worker.py settings.py
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +23,17 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The peers (Celery + Redis, APScheduler + SQLAlchemy, psutil) are installed only for the benchmarks.
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) .data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from collections.abc import AsyncIterator
 
 from temporalio.client import Client
@@ -61,6 +62,8 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
         activities=[activities.send_message, activities.recorded_request,
                     *([leads.record_lead_end] if leads else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
+        max_cached_workflows=settings.max_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
     )
 
 
