@@ -64,5 +64,5 @@ def apply_event(state: LeadState, event: LeadEvent) -> EventOutcome:
 
 def record_skip(state: LeadState, step: str, reason: str, now: datetime) -> None:
     state.skips.append(Skip(step=step, reason=reason, at=now))
-    if reason.startswith(SUPPRESSED_PREFIX):
+    if reason.startswith(SUPPRESSED_PREFIX) and state.status == LeadStatus.NURTURING:  # a conversion meanwhile stays
         state.status = LeadStatus.SUPPRESSED

@@ -151,7 +151,7 @@ class InterviewPolicy(Strict):
     followup_interval: PositiveDuration = timedelta(hours=24)
     max_followups: Annotated[int, Field(ge=0, le=20)] = 3
     reminder_before: PositiveDuration = timedelta(hours=24)
-    reminder_grace: NonNegativeDuration = timedelta(hours=2)
+    reminder_grace: PositiveDuration = timedelta(hours=2)
     expire_after: PositiveDuration = timedelta(days=14)
     hold_early_events_for: PositiveDuration = timedelta(hours=24)
 
@@ -161,7 +161,7 @@ class InterviewPolicyOverrides(Strict):
     followup_interval: PositiveDuration | None = None
     max_followups: Annotated[int, Field(ge=0, le=20)] | None = None
     reminder_before: PositiveDuration | None = None
-    reminder_grace: NonNegativeDuration | None = None
+    reminder_grace: PositiveDuration | None = None
     expire_after: PositiveDuration | None = None
 
 
@@ -270,14 +270,14 @@ class AppointmentPolicy(Strict):
     """Seed 002: one reminder an hour before, only while scheduled or confirmed."""
 
     reminder_offsets: ReminderOffsets = [timedelta(hours=1)]
-    reminder_grace: NonNegativeDuration = timedelta(minutes=10)
+    reminder_grace: PositiveDuration = timedelta(minutes=10)
     cancellation_notice: bool = True
     hold_early_events_for: PositiveDuration = timedelta(hours=24)
 
 
 class AppointmentPolicyOverrides(Strict):
     reminder_offsets: ReminderOffsets | None = None
-    reminder_grace: NonNegativeDuration | None = None
+    reminder_grace: PositiveDuration | None = None
     cancellation_notice: bool | None = None
 
 
@@ -487,7 +487,7 @@ class SessionPolicy(Strict):
     end to whoever gave none; a tutor's first session gets a check-in 2 h after the end."""
 
     reminder_offsets: ReminderOffsets = [timedelta(hours=24), timedelta(minutes=15)]
-    reminder_grace: NonNegativeDuration = timedelta(minutes=10)
+    reminder_grace: PositiveDuration = timedelta(minutes=10)
     feedback_after: PositiveDuration = timedelta(hours=24)
     feedback_window: PositiveDuration = timedelta(hours=24)  # no feedback reminder past end + 48 h
     checkin_after: PositiveDuration = timedelta(hours=2)
@@ -497,7 +497,7 @@ class SessionPolicy(Strict):
 
 class SessionPolicyOverrides(Strict):
     reminder_offsets: ReminderOffsets | None = None
-    reminder_grace: NonNegativeDuration | None = None
+    reminder_grace: PositiveDuration | None = None
     feedback_after: PositiveDuration | None = None
     feedback_window: PositiveDuration | None = None
     checkin_after: PositiveDuration | None = None

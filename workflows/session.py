@@ -142,8 +142,19 @@ class SessionJourney:
                     rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel),
                                       why, workflow.now())
                 continue
+            on_roster = {a.attendee_id for a in state.roster}
+            sending = []
+            for attendee, channel in chunk:  # removed, or gave feedback, since the fan-out began
+                gone = attendee.attendee_id not in on_roster and step.kind != StepKind.NOTICE
+                answered = step.kind == StepKind.FEEDBACK and attendee.attendee_id in state.feedback_from
+                if gone or answered:
+                    rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel),
+                                      "removed from the roster" if gone else "feedback received meanwhile",
+                                      workflow.now())
+                else:
+                    sending.append((attendee, channel))
             await asyncio.gather(*(self._send_to(name, template, step, attendee, channel)
-                                   for attendee, channel in chunk))
+                                   for attendee, channel in sending))
 
     async def _send_to(self, name: str, template: str, step: PlannedStep, attendee: Attendee, channel: str) -> None:
         key = rules.key(self.state.session_id, name, attendee.attendee_id, channel)

@@ -100,10 +100,13 @@ def apply_event(state: SessionState, event: SessionEvent, now: datetime) -> Even
         state.removed_early = [i for i in state.removed_early if i != event.attendee.attendee_id]
         return outcome(True)
     if event.kind == "remove_attendee":
+        if state.status == SessionStatus.AWAITING_START:  # the start's own roster must not bring them back
+            if event.attendee_id in state.removed_early:
+                return no_change(state, event, "already removed")
+            state.removed_early.append(event.attendee_id or "")
+            state.roster = [a for a in state.roster if a.attendee_id != event.attendee_id]
+            return outcome(True)
         if not any(a.attendee_id == event.attendee_id for a in state.roster):
-            if state.status == SessionStatus.AWAITING_START and event.attendee_id not in state.removed_early:
-                state.removed_early.append(event.attendee_id or "")
-                return outcome(True)
             return no_change(state, event, "not on the roster")
         state.roster = [a for a in state.roster if a.attendee_id != event.attendee_id]
         return outcome(True)

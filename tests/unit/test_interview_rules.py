@@ -263,7 +263,7 @@ policies = st.builds(
     followup_interval=durations(1, 120),
     max_followups=st.integers(0, 5),
     reminder_before=durations(1, 120),
-    reminder_grace=durations(0, 100),
+    reminder_grace=durations(1, 100),  # a zero grace is refused: no timer fires exactly on time
     expire_after=durations(1, 800),
     hold_early_events_for=durations(1, 100),
 )
