@@ -62,9 +62,9 @@ class Settings(BaseSettings):
     # Worker.
     dry_run: bool = False  # render and record every message, deliver none
     max_concurrent_activities: int = 100
-    # Journeys kept in memory between their steps; beyond this a waking journey is rebuilt from its
-    # history (CPU), within it the worker's memory grows (~0.1 MB each). See the README's Performance.
-    max_cached_workflows: int = 2000
+    # Journeys kept in memory between their steps: each costs ~125 KB of worker RSS; one not cached
+    # is rebuilt from its history when it wakes (~10 ms CPU). See the README's Performance.
+    max_cached_workflows: int = 100
     # After a worker dies, how long its journeys' next tasks wait for it before any worker takes them.
     sticky_schedule_to_start_seconds: float = 2.0
     data_dir: Path = Path(".data")

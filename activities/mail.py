@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.policy
 import hashlib
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -100,6 +101,7 @@ class SmtpTransport:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self.local_hostname = socket.getfqdn()  # for EHLO: once, not a resolver call per message
 
     async def deliver(self, msg: EmailMessage, accepted: Callable[[str], Awaitable[None]]) -> None:
         """Send `msg`; `accepted(reply)` runs the moment the server says 250, before QUIT, so the
@@ -107,7 +109,7 @@ class SmtpTransport:
         s = self.settings
         smtp = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.tls == "tls",
                                start_tls=True if s.tls == "starttls" else False, timeout=s.timeout,
-                               username=s.username, password=s.password)
+                               username=s.username, password=s.password, local_hostname=self.local_hostname)
         try:
             await smtp.connect()
             # Serialised here, not by aiosmtplib's send_message: its 78-column policy turns a long
