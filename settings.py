@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = 100
     # Journeys kept in memory between their steps: each costs ~125 KB of worker RSS; one not cached
     # is rebuilt from its history when it wakes (~10 ms CPU). See the README's Performance.
-    max_cached_workflows: int = 100
+    max_cached_workflows: int = 1000
     # After a worker dies, how long its journeys' next tasks wait for it before any worker takes them.
     sticky_schedule_to_start_seconds: float = 2.0
     data_dir: Path = Path(".data")
