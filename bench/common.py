@@ -239,7 +239,7 @@ def _run_sink(port: int) -> None:
 
 
 @contextlib.contextmanager
-def _output_to(log: Path):
+def redirected_output(log: Path):
     """This process's stdout/stderr point at `log` while a child is spawned, so it inherits them."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -314,7 +314,7 @@ async def start_temporal(work: Path, name: str = "temporal") -> Temporal:
 
     before = {p.pid for p in psutil.Process().children()}
     db = work / f"{name}.db"
-    with _output_to(work / f"{name}.log"):
+    with redirected_output(work / f"{name}.log"):
         env = await embedded.start_temporal(db, ui=False)
     spawned = [p for p in psutil.Process().children() if p.pid not in before]
     pid = next((p.pid for p in spawned if "temporal" in p.name()), None)
