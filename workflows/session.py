@@ -30,12 +30,15 @@ with workflow.unsafe.imports_passed_through():
         SessionEvent,
         SessionInput,
         SessionState,
+        SESSION_CLOSED,
         SessionStatus,
         StepKind,
     )
     from workflows.search import publish
 
 FAN_OUT_CHUNK = 20  # sends in flight at once; a cancel between chunks stops the rest
+# Journeys that began before this rule replay without it: a fan-out went on after `complete`.
+FAN_OUT_STOPS_WHEN_CLOSED = "fan-out-stops-when-closed"
 
 
 def workflow_id(session_id: str) -> str:
@@ -126,7 +129,8 @@ class SessionJourney:
 
     async def _fan_out(self, name: str, template: str, step: PlannedStep, attendees: list[Attendee]) -> None:
         """One send per attendee and channel, a chunk at a time. A reminder whose class was
-        cancelled or moved meanwhile stops: the rest are recorded as skipped, never sent."""
+        cancelled or moved meanwhile stops, and so does anything but the cancellation notice once
+        the session is closed: the rest are recorded as skipped, never sent."""
         state = self.state
         if name not in state.steps_done:
             state.steps_done.append(name)
@@ -136,8 +140,11 @@ class SessionJourney:
             chunk = targets[begin:begin + FAN_OUT_CHUNK]
             stale = step.kind == StepKind.REMINDER and (state.status != SessionStatus.SCHEDULED
                                                          or state.starts_at != starts_at)
-            if stale or too_late(step.not_after, workflow.now()):
-                why = "the class was cancelled or moved during the fan-out" if stale else "too late for this step"
+            closed = (step.kind != StepKind.NOTICE and state.status in SESSION_CLOSED
+                      and workflow.patched(FAN_OUT_STOPS_WHEN_CLOSED))
+            if stale or closed or too_late(step.not_after, workflow.now()):
+                why = ("the class was cancelled or moved during the fan-out" if stale
+                       else f"the session was {state.status} during the fan-out" if closed else "too late for this step")
                 for attendee, channel in chunk:
                     rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel),
                                       why, workflow.now())

@@ -147,6 +147,26 @@ async def test_cancel_during_fan_out_notifies_everyone_once(session, smtp):
     print(f"cancel during fan-out: {reminded} reminded before the cancel, {len(skipped)} skipped")
 
 
+async def test_complete_during_feedback_fan_out_stops_the_rest(session, smtp):
+    roster = [session.attendee(f"s{i:02d}") for i in range(45)]
+    await session.start(1 * H, roster)
+    await session.at(2 * H + 24 * H - M)  # just before the feedback reminders
+    smtp.sink.delay = 0.2  # a distant server: the fan-out takes a few chunks of real time
+    try:
+        await session.at(2 * H + 24 * H + timedelta(milliseconds=300))  # the feedback fan-out is under way
+        await session.event("complete")
+        final = await session.result()
+    finally:
+        smtp.sink.delay = 0.0
+    assert final.status == SessionStatus.COMPLETED
+    asked = [k for k, _ in await session.sent() if k.startswith("feedback/")]
+    skipped = [s for s in final.skips if "/feedback/" in s.step]
+    assert all("completed during the fan-out" in s.reason for s in skipped)
+    assert len(asked) + len(skipped) == len(roster) and skipped  # the cut came between chunks, not after all
+    assert not {s.step.split("/")[-2] for s in skipped} & {k.split("/")[1] for k in asked}
+    print(f"complete during feedback fan-out: {len(asked)} asked before it, {len(skipped)} skipped")
+
+
 async def test_recording_feedback_window_and_first_session_checkin_escalation(session):
     tutor = Tutor(name="Tom", email=f"tutor-{session.entity_id}@example.com", first_session=True)
     await session.start(1 * H, [session.attendee("ann"), session.attendee("bob")], tutor=tutor,
