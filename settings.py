@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = 30.0
+    smtp_pool_size: int = Field(10, ge=0)  # idle SMTP connections kept open per worker; 0 = one per message
+    smtp_messages_per_connection: int = Field(100, ge=1)
+    smtp_idle_seconds: float = Field(30.0, gt=0)  # kept connections idle longer are closed, not reused
 
     # Webhook channel (SMS/WhatsApp providers): an HMAC-signed JSON POST per message. Unset URL:
     # messages on the webhook channel are skipped with a reason.

@@ -38,7 +38,8 @@ def send_activities(settings: Settings, pool) -> SendActivities:
     smtp = SmtpSettings(
         host=settings.smtp_host, port=settings.smtp_port, tls=settings.smtp_tls, username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        timeout=settings.smtp_timeout_seconds,
+        timeout=settings.smtp_timeout_seconds, pool_size=settings.smtp_pool_size,
+        messages_per_connection=settings.smtp_messages_per_connection, idle_seconds=settings.smtp_idle_seconds,
     )
     sender = Sender(settings.sender_email, settings.sender_name, settings.postal_address,
                     settings.public_base_url, settings.signing_secret.get_secret_value())
@@ -75,9 +76,13 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     try:
         await migrate(pool)
         client = client or await connect_temporal(settings)
-        worker = build_worker(client, settings, send_activities(settings, pool), LeadActivities(Leads(pool)))
-        async with worker:
-            yield worker
+        sends = send_activities(settings, pool)
+        worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)))
+        try:
+            async with worker:
+                yield worker
+        finally:
+            await sends.transport.close()
     finally:
         await pool.close()
 

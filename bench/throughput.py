@@ -299,10 +299,9 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
     import os
 
     import aiosmtplib
-    from email.utils import getaddresses, parseaddr
     from temporalio.testing import ActivityEnvironment
 
-    from activities.mail import _WIRE, Envelope, SmtpSettings, SmtpTransport, build, message_id
+    from activities.mail import Envelope, SmtpSettings, SmtpTransport, build, message_id
     from activities.render import Renderer
     from activities.send import SendActivities, Sender
     from activities.store import Outbox, Suppressions, connect, migrate
@@ -356,9 +355,8 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
         envelope = Envelope(sender.email, sender.name, str(req.recipient.email), req.recipient.name,
                             message_id(req.key, sender.domain), sender.unsubscribe_url(str(req.recipient.email), req.key),
                             req.key)
-        msg = build(envelope, renderer.render(req.template, context))
-        return (parseaddr(str(msg["From"]))[1], [a for _, a in getaddresses([str(msg["To"])])],
-                msg.as_bytes(policy=_WIRE))
+        out = build(envelope, renderer.render(req.template, context))
+        return out.sender, out.recipients, out.data
 
     async def bare_per_message(item: tuple[str, list[str], bytes]) -> None:
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, timeout=30)
@@ -437,8 +435,7 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
                           message_id(r.key, sender.domain), c["unsubscribe_url"], r.key)
                  for r, c in zip(sample, contexts)]
     built = [build(e, x) for e, x in zip(envelopes, rendered)]
-    wire_bytes = [(parseaddr(str(m["From"]))[1], [a for _, a in getaddresses([str(m["To"])])], m.as_bytes(policy=_WIRE))
-                  for m in built]
+    wire_bytes = [(out.sender, out.recipients, out.data) for out in built]
     import socket as _socket
 
     local = _socket.getfqdn()
@@ -456,8 +453,7 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
     whole = [request("whole", i) for i in range(k)]
     pieces = [
         ("render (Renderer.render)", lambda i: renderer.render(sample[i].template, contexts[i]), False),
-        ("build (EmailMessage + headers)", lambda i: build(envelopes[i], rendered[i]), False),
-        ("serialize (as_bytes, SMTP policy)", lambda i: built[i].as_bytes(policy=_WIRE), False),
+        ("build (MIME message + headers, serialised)", lambda i: build(envelopes[i], rendered[i]), False),
         ("outbox.claim (PostgreSQL)", lambda i: outbox.claim(
             key=sample[i].key, journey="lead", entity_id=sample[i].entity_id, template=sample[i].template,
             recipient=str(sample[i].recipient.email), recipient_name=sample[i].recipient.name,
@@ -468,7 +464,7 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
          True),
         ("SMTP session, prebuilt bytes (connect … QUIT)", lambda i: smtp_session(wire_bytes[i]), True),
         ("  same, local_hostname given (no getfqdn thread hop)", lambda i: smtp_session(wire_bytes[i], local), True),
-        ("SmtpTransport.deliver (serialize + SMTP session)", lambda i: transport.deliver(built[i], noop), True),
+        ("SmtpTransport.deliver (kept connection)", lambda i: transport.deliver(built[i], noop), True),
         ("send_message, whole step (ActivityEnvironment)", lambda i: environment.run(
             activities.send_message, whole[i]), True),
     ]

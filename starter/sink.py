@@ -27,10 +27,39 @@ class Sink:
     refuse: dict[str, str] = field(default_factory=dict)  # address → SMTP reply, e.g. "550 5.1.1 no such user"
     delay: float = 0.0  # seconds before answering DATA, like a distant server
     messages: list[EmailMessage] = field(default_factory=list)
+    connections: int = 0  # SMTP sessions opened (one EHLO each): tests see connection reuse
+    _open: list = field(default_factory=list)  # (event loop, transport) of each session
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 (aiosmtpd API)
+        session.host_name = hostname
+        with self._lock:
+            self.connections += 1
+            self._open.append((asyncio.get_running_loop(), server.transport))
+        return responses
+
+    def drop_connections(self) -> int:
+        """Close every client connection from the server's side, as an idle timeout would."""
+        with self._lock:
+            dropped = [(loop, transport) for loop, transport in self._open if not transport.is_closing()]
+            self._open.clear()
+        for loop, transport in dropped:
+            loop.call_soon_threadsafe(transport.close)
+        return len(dropped)
+
+    refuse_times: dict[str, int] = field(default_factory=dict)  # address → refusals left, then accept
+    rcpt_attempts: Counter[str] = field(default_factory=Counter)  # RCPTs seen per address, refused or not
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
-        reply = self.refuse.get(address.lower())
+        address_key = address.lower()
+        with self._lock:
+            self.rcpt_attempts[address_key] += 1
+            reply = self.refuse.get(address_key)
+            if reply and address_key in self.refuse_times:
+                self.refuse_times[address_key] -= 1
+                if self.refuse_times[address_key] <= 0:
+                    del self.refuse_times[address_key]
+                    self.refuse.pop(address_key, None)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)

@@ -32,6 +32,6 @@ def reminder(key: str, due_at: datetime, n: int):
 def send(host: str, port: int, key: str, due_at: datetime | str, n: int) -> None:
     if isinstance(due_at, str):
         due_at = datetime.fromisoformat(due_at)
-    msg = reminder(key, due_at.astimezone(timezone.utc), n)
+    out = reminder(key, due_at.astimezone(timezone.utc), n)
     with smtplib.SMTP(host, port, timeout=30) as smtp:
-        smtp.send_message(msg)
+        smtp.sendmail(out.sender, out.recipients, out.data)

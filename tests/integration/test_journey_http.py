@@ -200,48 +200,33 @@ def html_of(markup: str) -> _Html:
 
 
 class Refusals:
-    """Makes the shared sink refuse this test's addresses (its `refuse` map) and counts every RCPT
-    the sink is asked for, per address, refused or not: the number of SMTP attempts it saw."""
+    """Makes the shared sink refuse this test's addresses, always or only the first `times`
+    attempts; `attempts` is the sink's count of RCPTs per address, refused or not."""
 
     def __init__(self, sink) -> None:
         self.sink = sink
-        self.attempts: Counter[str] = Counter()
-        self._limited: dict[str, int] = {}
+        self.attempts = sink.rcpt_attempts
         self._configured: set[str] = set()
-        self._original = sink.handle_RCPT
 
     def refuse(self, address: str, reply: str, times: int | None = None) -> None:
-        """Answer RCPT for `address` with `reply`, always or only the first `times` attempts."""
         address = address.lower()
         self.sink.refuse[address] = reply
-        self._configured.add(address)
         if times is not None:
-            self._limited[address] = times
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
-        address = address.lower()
-        self.attempts[address] += 1
-        reply = await self._original(server, session, envelope, address, rcpt_options)
-        if address in self._limited and not reply.startswith("250"):
-            self._limited[address] -= 1
-            if self._limited[address] <= 0:
-                self.sink.refuse.pop(address, None)
-        return reply
+            self.sink.refuse_times[address] = times
+        self._configured.add(address)
 
     def undo(self) -> None:
         for address in self._configured:
             self.sink.refuse.pop(address, None)
+            self.sink.refuse_times.pop(address, None)
 
 
 @pytest.fixture
 def refusals(stack) -> Iterator[Refusals]:
-    sink = stack.smtp.sink
-    spy = Refusals(sink)
-    sink.handle_RCPT = spy.handle_RCPT  # aiosmtpd looks the hook up on every new connection
+    spy = Refusals(stack.smtp.sink)
     try:
         yield spy
     finally:
-        del sink.handle_RCPT
         spy.undo()
 
 

@@ -4,6 +4,7 @@ building the MIME message, and rendering the real templates in the Jinja2 sandbo
 from __future__ import annotations
 
 import base64
+import re
 import string
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -177,8 +178,13 @@ ENVELOPE = Envelope(
 RENDERED = Rendered(subject="Please pick a time", text="Hello Ann\n", html="<p>Hello Ann</p>")
 
 
+def parsed(rendered: Rendered = RENDERED, envelope: Envelope = ENVELOPE):
+    """What a mail client reads from the bytes the send step puts on the wire."""
+    return message_from_bytes(build(envelope, rendered).data, policy=policy.default)
+
+
 def test_build_is_multipart_alternative_text_first_then_html():
-    msg = build(ENVELOPE, RENDERED)
+    msg = parsed()
     assert msg.get_content_type() == "multipart/alternative"
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -187,7 +193,9 @@ def test_build_is_multipart_alternative_text_first_then_html():
 
 
 def test_build_sets_the_one_click_unsubscribe_headers_and_identity():
-    msg = build(ENVELOPE, RENDERED)
+    out = build(ENVELOPE, RENDERED)
+    assert (out.sender, out.recipients) == ("jobs@example.com", ["ann@example.com"])
+    msg = parsed()
     assert msg["List-Unsubscribe"] == "<https://followups.example.com/u/abc.def.ghi>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["Message-ID"] == ENVELOPE.message_id
@@ -197,11 +205,26 @@ def test_build_sets_the_one_click_unsubscribe_headers_and_identity():
     assert msg["Date"]
 
 
-def test_built_message_survives_serialisation():
-    wire = build(ENVELOPE, RENDERED).as_bytes(policy=policy.SMTP)
-    parsed = message_from_bytes(wire, policy=policy.default)
-    assert parsed["List-Unsubscribe"] == "<https://followups.example.com/u/abc.def.ghi>"
-    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+def test_the_wire_form_is_7bit_crlf_with_the_unsubscribe_uri_on_one_line():
+    long_url = "https://followups.example.com/v1/unsubscribe/" + "A" * 300
+    envelope = Envelope(**{**ENVELOPE.__dict__, "unsubscribe_url": long_url, "recipient_name": "Zoë Ünal"})
+    rendered = Rendered(subject="Grüße — please pick a time " + "x" * 100, text="Hallo Zoë = 1\n" + "y" * 300 + "\n",
+                        html="<p>Hallo Zoë</p>")
+    data = build(envelope, rendered).data
+    assert data.isascii() and b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert f"\r\nList-Unsubscribe: <{long_url}>\r\n".encode() in data  # not folded, not RFC 2047-encoded
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    assert all(len(word) <= 75 for word in re.findall(rb"=\?utf-8\?[bq]\?[^?]*\?=", data))  # RFC 2047 §2
+    msg = parsed(rendered, envelope)
+    assert msg["Subject"] == rendered.subject and msg["To"].addresses[0].display_name == "Zoë Ünal"
+    text, html = (p.get_content().replace("\r\n", "\n") for p in msg.iter_parts())
+    assert text == rendered.text and html.strip() == "<p>Hallo Zoë</p>"
+
+
+@pytest.mark.parametrize("field", ["recipient_name", "key"])
+def test_a_line_break_in_a_header_value_is_refused(field: str):
+    with pytest.raises(ValueError, match="may not contain a line break"):
+        build(Envelope(**{**ENVELOPE.__dict__, field: "Ann\r\nBcc: x@evil.example"}), RENDERED)
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -273,7 +296,7 @@ def test_subject_built_from_the_context_is_folded_to_one_line(tmp_path: Path):
     out = Renderer(directory=tmp_path).render("hello", {"name": "Ann\r\nBcc: x@evil.example"})
     assert out.subject == "Hello Ann Bcc: x@evil.example"
     assert "\r" not in out.subject and "\n" not in out.subject
-    assert build(ENVELOPE, out)["Subject"] == "Hello Ann Bcc: x@evil.example"
+    assert parsed(out)["Subject"] == "Hello Ann Bcc: x@evil.example"
 
 
 @pytest.mark.parametrize("missing", ["candidate_name", "slot_selection_url", "unsubscribe_url", "sender_name"])
