@@ -62,11 +62,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 SYSTEMS = ("followups", "celery", "polling", "apscheduler")
-POLL_PERIOD = 60.0
-# How long after the last due moment a reminder still counts as delivered in time (later: ">grace").
-# Followups: a send in flight at a crash is retried after its 30 s start-to-close timeout + 5 s.
-# polling: up to one period late by design, plus 30 s to send a period's batch.
-GRACE = {"followups": 60.0, "celery": 60.0, "apscheduler": 60.0, "polling": POLL_PERIOD + 30.0}
+POLL_PERIOD = 60.0  # the issue's cron period; `--quick` polls every 20 s (kinder to polling, and shorter)
+QUICK_POLL_PERIOD = 20.0
+
+
+def grace(name: str, poll_period: float) -> float:
+    """How long after the last due moment a reminder still counts as delivered in time (later:
+    ">grace"). Followups: a send in flight at a crash is retried after its 30 s start-to-close
+    timeout + 5 s. polling: up to one period late by design, plus 30 s to send a period's batch."""
+    return poll_period + 30.0 if name == "polling" else 60.0
 CRASH_AT = 0.30
 MAX_SETUP = 300.0  # seconds; --setup overrides
 RESTART_AFTER = 5.0
@@ -315,7 +319,7 @@ class Bench:
                         for i, due in enumerate(dues)]
             else:
                 keys = [f"{name}-{self.run_id}/reminder-{i}" for i in range(n)]
-            self.systems[name] = System(name, keys, dues, grace=GRACE[name])
+            self.systems[name] = System(name, keys, dues, grace=grace(name, self.args.poll_period))
 
     def appointment_id(self, i: int) -> str:
         return f"b{self.run_id}-{i}"
@@ -354,7 +358,7 @@ class Bench:
                                                                   str(self.spec(system))], env).start()
             elif name == "polling":
                 dsn, table = with_query(self.pg_url), f"bench_reminders_{self.run_id}"
-                env = self.env(BENCH_POLL_PERIOD=str(POLL_PERIOD))
+                env = self.env(BENCH_POLL_PERIOD=str(self.args.poll_period))
                 system.worker = self.proc("polling-command", [PY, "-m", "bench.peers.polling", "run", dsn, table], env)
                 self.loaders[name] = self.proc("polling-load", [PY, "-m", "bench.peers.polling", "load", dsn, table,
                                                                 str(self.spec(system))], env).start()
@@ -831,6 +835,8 @@ def table(result: dict) -> str:
         late = s["lateness_s"]
         cpu = s["cpu_s"]
         parts = " + ".join(f"{cpu[p]:.1f} {p}" for p in ("worker", "server", "broker", "db") if p in cpu)
+        if name == "polling":
+            name = f"polling every {result['params']['poll_period_s']:g} s"
         rows.append([name, str(s["n"]), fmt(late.get("p50")), fmt(late.get("p95")), fmt(late.get("p99")),
                      fmt(late.get("max")), str(s["late_beyond_grace"]), str(s["lost"]), str(s["duplicated_keys"]),
                      f"{cpu['total']:.1f} = {parts}"])
@@ -849,7 +855,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spread", type=float, help="seconds over which they fall due (default 60; --quick 20)")
     parser.add_argument("--crash", action="store_true", help="SIGKILL each worker at 30 %% arrived, restart 5 s later")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
-    parser.add_argument("--quick", action="store_true", help="1,000 reminders over 20 s")
+    parser.add_argument("--quick", action="store_true", help="1,000 reminders over 20 s, polling every 20 s")
+    parser.add_argument("--poll-period", type=float, help=f"the polling peer's period, s (default {POLL_PERIOD:g}; "
+                                                          f"--quick {QUICK_POLL_PERIOD:g})")
     parser.add_argument("--isolated", action="store_true", help="one system at a time instead of all at once")
     parser.add_argument("--setup", type=float, help="seconds from set-up start to the first due moment (default: by n)")
     parser.add_argument("--smtp-delay", type=float, default=0.0, help="sink's delay before answering DATA, seconds")
@@ -858,6 +866,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.n = args.n or (1000 if args.quick else 10_000)
     args.spread = args.spread or (20.0 if args.quick else 60.0)
+    args.poll_period = args.poll_period or (QUICK_POLL_PERIOD if args.quick else POLL_PERIOD)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(names) - set(SYSTEMS)
     if unknown or not names:
@@ -904,7 +913,7 @@ async def main(argv: list[str] | None = None) -> dict:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": {"n": args.n, "spread_s": args.spread, "systems": args.names, "isolated": args.isolated,
                    "crash_at_fraction": CRASH_AT if args.crash else None, "restart_after_s": RESTART_AFTER if args.crash else None,
-                   "poll_period_s": POLL_PERIOD, "smtp_delay_s": args.smtp_delay},
+                   "poll_period_s": args.poll_period, "smtp_delay_s": args.smtp_delay},
         "machine": facts, "load": load_conditions(before, after, ours),
         "systems": results, "shared_cpu_s": shared,
     }

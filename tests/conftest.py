@@ -4,7 +4,9 @@ and ids, so the servers are shared across the session."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +21,22 @@ sys.path.insert(0, str(ROOT))
 from settings import Settings  # noqa: E402
 from starter import embedded  # noqa: E402
 from starter.sink import Sink, SinkServer  # noqa: E402
+
+
+def _dump_tasks(signum, frame) -> None:
+    """`kill -USR1 <pytest pid>` writes every asyncio task's stack to /tmp/pytest-tasks-<pid>.txt
+    (a file: pytest captures stderr), for finding where a test hangs."""
+    try:
+        tasks = asyncio.all_tasks()  # the handler runs on the main thread, inside its running loop
+    except RuntimeError:
+        return
+    with open(f"/tmp/pytest-tasks-{os.getpid()}.txt", "w") as out:
+        for task in tasks:
+            task.print_stack(file=out)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
 @pytest.fixture(scope="session")
