@@ -80,7 +80,7 @@ class SendActivities:
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
             recipient=email, recipient_name=request.recipient.name, category=request.category.value,
             context=request.context, message_id=message_id(request.key, self.sender.domain),
-            due_at=request.due_at, lease=SEND_LEASE,
+            due_at=request.due_at, lease=SEND_LEASE, channel=request.channel, phone=request.phone,
         )
         row = claim.row
         if claim.action == "done":
@@ -211,5 +211,5 @@ class SendActivities:
             key=key, journey=row["journey"], entity_id=row["entity_id"], template=row["template"],
             recipient={"email": row["recipient"], "name": row["recipient_name"] or row["recipient"]},
             context=json.loads(row["context"]), category=MessageCategory(row["category"]),
-            due_at=row["due_at"] or row["created_at"],
+            due_at=row["due_at"] or row["created_at"], channel=row["channel"], phone=row["phone"],
         )

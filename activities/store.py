@@ -58,16 +58,17 @@ class Outbox:
 
     async def claim(self, *, key: str, journey: str, entity_id: str, template: str, recipient: str,
                     recipient_name: str, category: str, context: dict[str, Any], message_id: str,
-                    due_at: datetime | None, lease: timedelta) -> Claim:
+                    due_at: datetime | None, lease: timedelta, channel: str = "email",
+                    phone: str | None = None) -> Claim:
         """Record the key as queued (once) and take a lease on sending it."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name,
-                                         category, context, status, message_id, due_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10)
+                                         category, context, status, message_id, due_at, channel, phone)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12)
                    ON CONFLICT (key) DO NOTHING""",
                 key, journey, entity_id, template, recipient, recipient_name, category,
-                json.dumps(context), message_id, due_at,
+                json.dumps(context), message_id, due_at, channel, phone,
             )
             row = await conn.fetchrow("SELECT * FROM messages WHERE key = $1 FOR UPDATE", key)
             assert row is not None

@@ -48,13 +48,16 @@ def remind_before(event_at: datetime, before: timedelta, grace: timedelta) -> tu
 
 
 def offset_label(offset: timedelta) -> str:
-    """`1h`, `15m`, `1d2h`: how an offset reads inside an idempotency key."""
-    seconds = int(offset.total_seconds())
+    """`1h`, `15m`, `1d2h`, `1m30s250ms`: how an offset reads inside an idempotency key. Distinct
+    offsets read differently, down to the microsecond (two offsets never share a key)."""
+    micro = offset // timedelta(microseconds=1)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
+        if micro >= size * 1_000_000:
+            parts.append(f"{micro // (size * 1_000_000)}{unit}")
+            micro %= size * 1_000_000
+    if micro:
+        parts.append(f"{micro // 1000}ms" if micro % 1000 == 0 else f"{micro}us")
     return "".join(parts) or "0s"
 
 

@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
 FAN_OUT_CHUNK = 20  # sends in flight at once; a cancel between chunks stops the rest
 # Journeys that began before this rule replay without it: a fan-out went on after `complete`.
 FAN_OUT_STOPS_WHEN_CLOSED = "fan-out-stops-when-closed"
+# … and took a check-in answer even where none was asked (not a first session): now refused.
+CHECKIN_ONLY_WHEN_ASKED = "checkin-only-when-asked"
 
 
 def workflow_id(session_id: str) -> str:
@@ -71,7 +73,9 @@ class SessionJourney:
 
     @workflow.signal
     def event(self, event: SessionEvent) -> None:
-        if rules.apply_event(self.state, event, workflow.now()).applied:
+        unasked = (event.kind == "checkin_answer" and "checkin" not in self.state.steps_done
+                   and workflow.patched(CHECKIN_ONLY_WHEN_ASKED))
+        if rules.apply_event(self.state, event, workflow.now(), checkin_must_be_asked=unasked).applied:
             self.revision += 1
 
     @workflow.query

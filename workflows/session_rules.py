@@ -80,8 +80,10 @@ def start(state: SessionState, session: ClassSession) -> None:
     state.status = SessionStatus.SCHEDULED
 
 
-def apply_event(state: SessionState, event: SessionEvent, now: datetime) -> EventOutcome:
-    """Twice the same event = once; an invalid one changes nothing."""
+def apply_event(state: SessionState, event: SessionEvent, now: datetime,
+                checkin_must_be_asked: bool = True) -> EventOutcome:
+    """Twice the same event = once; an invalid one changes nothing. (`checkin_must_be_asked=False`
+    is the rule journeys begun before it replay with: any check-in answer after the end counted.)"""
     if (screened := screen_event(state, event, SESSION_CLOSED)) is not None:
         return screened
 
@@ -143,6 +145,8 @@ def apply_event(state: SessionState, event: SessionEvent, now: datetime) -> Even
             return outcome(False, "there is no check-in before the class is over")
         if state.checkin_answer is not None:
             return no_change(state, event, "the check-in was already answered")
+        if checkin_must_be_asked and "checkin" not in state.steps_done:
+            return outcome(False, "no check-in was asked: a tutor's first session gets one, 2 h after its end")
         state.checkin_answer, state.checkin_comment = event.ok, event.comment
         state.escalation_pending = event.ok is False
         return outcome(True, "escalated to the manager" if event.ok is False else None)

@@ -1270,9 +1270,20 @@ def test_session_a_positive_answer_is_not_escalated_and_nobody_joins_after_the_e
 
 def test_session_negative_answer_without_a_manager_is_skipped_with_a_reason():
     starts = T0 + H
-    trace = simulate_session(class_session(starts, [], session_event("checkin_answer", starts + 3 * H, ok=False),
-                                           session={"manager_email": None}))
-    assert trace.sends == [] and [s.step for s in trace.state.skips] == ["session-5/escalation"]
+    trace = simulate_session(class_session(starts, [], session_event("checkin_answer", starts + 3 * H + M, ok=False),
+                                           session={**FIRST_SESSION, "manager_email": None}))
+    assert [s.name for s in trace.sends] == ["checkin"]
+    assert [s.step for s in trace.state.skips] == ["session-5/escalation"]
+
+
+def test_session_a_checkin_answer_where_none_was_asked_is_refused():
+    starts = T0 + H
+    for session, at in (({}, starts + 3 * H + M), (FIRST_SESSION, starts + 2 * H)):  # not a first one; not yet asked
+        trace = simulate_session(class_session(starts, [], session_event("checkin_answer", at, ok=False),
+                                               session=session))
+        [answer] = trace.deliveries[1:]
+        assert not answer.outcome.applied and "no check-in was asked" in answer.outcome.reason
+        assert "escalation" not in [s.name for s in trace.sends] and trace.state.checkin_answer is None
 
 
 def test_session_feedback_later_than_its_window_is_skipped():
@@ -1411,6 +1422,7 @@ def test_session_checkin_only_for_a_first_session_escalation_only_after_a_negati
     for s in checkins:
         assert s.at >= class_time(trace, j, s.seq)[1] + j.policy.checkin_after
     answers = trace.applied("checkin_answer")  # the first one counts: a later one is "already answered"
+    assert not answers or j.session.tutor.first_session  # no check-in asked, no answer taken
     negative = answers[:1] if answers and answers[0].event.ok is False else []
     escalations = [s for s in trace.sends if s.name == "escalation"]
     skipped = [s for s in trace.state.skips  # no manager to escalate to
@@ -1464,3 +1476,13 @@ def test_session_every_event_delivered_twice_changes_nothing(j: SessionJourney):
     again = simulate_session(replace(j, events=tuple(e for timed in j.events for e in (timed, timed))))
     assert [(s.at, s.key, s.outcome) for s in again.sends] == [(s.at, s.key, s.outcome) for s in once.sends]
     assert again.state.model_dump(exclude={"events"}) == once.state.model_dump(exclude={"events"})
+
+
+@PROPERTY
+@given(st.lists(st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=400)), min_size=2,
+                max_size=10, unique=True))
+def test_distinct_offsets_never_share_a_key(many):
+    from workflows.blocks import offset_label
+
+    assert len({offset_label(o) for o in many}) == len(many)
+    assert offset_label(timedelta(days=1, hours=2)) == "1d2h" and offset_label(timedelta(seconds=90.25)) == "1m30s250ms"

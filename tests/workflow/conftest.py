@@ -94,7 +94,10 @@ def driver_fixture(driver_class: type[Driver], settings_from=None):
             if os.environ.get("FOLLOWUPS_RECORD_HISTORIES"):
                 # `FOLLOWUPS_RECORD_HISTORIES=1 pytest tests/workflow` refreshes tests/histories/ for the
                 # replay test; only new files are written: old ones are the histories sleeping journeys have.
-                target = HISTORIES / f"{driver_class.prefix}-{request.node.name.removeprefix('test_')}.json"
+                # FOLLOWUPS_RECORD_SUFFIX=@name records every scenario again beside them, after a
+                # patched change (e.g. `@local-send`: the send step as a local activity).
+                suffix = os.environ.get("FOLLOWUPS_RECORD_SUFFIX", "")
+                target = HISTORIES / f"{driver_class.prefix}-{request.node.name.removeprefix('test_')}{suffix}.json"
                 if not target.exists():
                     history = await ts_env.client.get_workflow_handle(driver.workflow_id).fetch_history()
                     target.write_text(history.to_json())

@@ -187,6 +187,18 @@ async def test_recording_feedback_window_and_first_session_checkin_escalation(se
     assert sent["feedback/bob/email"] == 2 * H + 24 * H
 
 
+async def test_a_checkin_answer_where_none_was_asked_is_refused(session):
+    await session.start(1 * H, [session.attendee("ann")], manager_email=f"manager-{session.entity_id}@example.com")
+    await session.at(4 * H + 5 * M)  # a first session's check-in would have gone out at end + 2 h
+    await session.event("checkin_answer", ok=False, comment="nobody asked me")
+    state = await session.state()
+    assert not state.events[-1].applied and "no check-in was asked" in state.events[-1].reason
+    assert state.checkin_answer is None and not state.escalation_pending
+    await session.event("complete")
+    await session.result()
+    assert not [k for k, _ in await session.sent() if k in ("checkin", "escalation")]
+
+
 async def test_feedback_reminder_is_planned_24_to_48h_after_the_end_and_only_once(session):
     await session.start(1 * H, [session.attendee("ann")])
     await session.at(2 * H + M)
@@ -211,3 +223,16 @@ async def test_webhook_channel_is_signed_and_keyed(session, receiver):
     assert hook["key"].endswith("/ann/webhook") and hook["to"]["phone"] == "+4915112345678"
     assert "Algebra 1" in hook["subject"] and "https://lms.example.com/join/1" in hook["text"]
     assert [step.split("/")[-1] for step, _ in await session.sent()] == ["email", "webhook"]
+    # a forced resend goes the way the message first went: by webhook, to the same phone
+    from workflows.resend import ResendMessage
+
+    resent = await session.client.execute_workflow(
+        ResendMessage.run, args=[hook["key"], hook["key"] + "/resend-1"], id=f"resend-{hook['key']}/resend-1",
+        task_queue=session.settings.temporal_task_queue)
+    assert resent.status == "sent"
+    for _ in range(100):
+        if len(receiver.received) > 1:
+            break
+        await asyncio.sleep(0.05)
+    assert [(h["key"], h["to"]["phone"]) for h in receiver.received[1:]] == [(hook["key"] + "/resend-1",
+                                                                               "+4915112345678")]
