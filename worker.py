@@ -26,9 +26,14 @@ from workflows.session import SessionJourney
 from workflows.resend import ResendMessage
 
 WORKFLOWS = [InterviewJourney, AppointmentJourney, LeadJourney, SessionJourney, ResendMessage]
-# Pure libraries the models use; passing them through keeps one copy and no per-task re-import.
+# Passed through (imported once, not again for every journey in the cache): the pure libraries
+# the models use, and our own `workflows` and `activities` packages, which hold no module state
+# that changes. The sandbox's runtime restrictions (no clock, no randomness, no I/O in workflow
+# code) still apply. Measured (bench/memory.py, 1,000 sleeping journeys): worker RSS 171 MB
+# instead of 210 MB, and 4.4 instead of 7.4 ms of worker CPU per journey started.
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "email_validator", "idna")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "pydantic", "email_validator", "idna", "workflows", "activities")
 )
 
 
