@@ -124,7 +124,7 @@ async def start_all(journeys: LeadJourneys, store: Leads, leads: list[tuple[int,
 
     async def one(lead: Lead) -> None:
         async with gate:
-            created, _ = await journeys.start(lead, wait=False)
+            created = await journeys.start_imported(lead)
         if created:
             report.started += 1
         else:

@@ -218,10 +218,36 @@ class LeadJourneys(Journeys):
         super().__init__(client, settings, LEAD)
 
     async def start(self, lead: Lead, *, wait: bool = True) -> tuple[bool, LeadState | None]:
-        if lead.started_at is None:
-            lead = lead.model_copy(update={"started_at": utc_now()})
-        summary = f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}"
-        return await self.begin(lead.lead_id, lead, summary, wait=wait)
+        lead = self._stamped(lead)
+        return await self.begin(lead.lead_id, lead, self._summary(lead), wait=wait)
+
+    async def start_imported(self, lead: Lead) -> bool:
+        """A lead the import has not seen before: a plain start that carries the lead in its input,
+        one request and no signal event (the dev server's CPU per start bounds an import). If the
+        id exists after all (an early event made it wait for its start, or it ran before), the
+        usual signal-with-start decides. True if this call started it."""
+        lead = self._stamped(lead)
+        try:
+            await self.client.start_workflow(
+                LeadJourney.run, LeadInput(lead_id=lead.lead_id, lead=lead), id=self.kind.workflow_id(lead.lead_id),
+                task_queue=self.settings.temporal_task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=search.at_start(self.kind.name, lead.lead_id),
+                static_summary=self._summary(lead),
+            )
+            return True
+        except WorkflowAlreadyStartedError:
+            created, _ = await self.begin(lead.lead_id, lead, self._summary(lead), wait=False)
+            return created
+
+    @staticmethod
+    def _stamped(lead: Lead) -> Lead:
+        return lead if lead.started_at is not None else lead.model_copy(update={"started_at": utc_now()})
+
+    @staticmethod
+    def _summary(lead: Lead) -> str:
+        return f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}"
 
 
 class Sessions(Journeys):
