@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[embedded,test]'
-	# .pyc files even where PYTHONDONTWRITEBYTECODE is set: the workflow sandbox re-imports the
-	# journeys' modules for every journey it rebuilds, and compiling them each time costs CPU.
+	# .pyc files even where PYTHONDONTWRITEBYTECODE is set (CI, containers): no process, test or
+	# replayed sandbox compiles the project's modules again.
 	$(BIN)/python -m compileall -q workflows activities starter worker.py settings.py
 	touch $(STAMP)
 
