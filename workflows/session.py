@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows import session_rules as rules
-    from workflows.blocks import run_plan, send, too_late, with_overrides
+    from workflows.blocks import run_plan, send, with_overrides
     from workflows.models import (
         Attendee,
         ClassSession,
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         SessionEvent,
         SessionInput,
         SessionState,
-        SESSION_CLOSED,
         SessionStatus,
         StepKind,
     )
@@ -142,26 +141,14 @@ class SessionJourney:
         starts_at = state.starts_at
         for begin in range(0, len(targets), FAN_OUT_CHUNK):
             chunk = targets[begin:begin + FAN_OUT_CHUNK]
-            stale = step.kind == StepKind.REMINDER and (state.status != SessionStatus.SCHEDULED
-                                                         or state.starts_at != starts_at)
-            closed = (step.kind != StepKind.NOTICE and state.status in SESSION_CLOSED
-                      and workflow.patched(FAN_OUT_STOPS_WHEN_CLOSED))
-            if stale or closed or too_late(step.not_after, workflow.now()):
-                why = ("the class was cancelled or moved during the fan-out" if stale
-                       else f"the session was {state.status} during the fan-out" if closed else "too late for this step")
-                for attendee, channel in chunk:
+            halted = rules.fan_out_halted(state, step, starts_at, workflow.now(),
+                                          lambda: workflow.patched(FAN_OUT_STOPS_WHEN_CLOSED))
+            sending = []
+            for attendee, channel in chunk:
+                why = halted or rules.passed_over(state, step, attendee.attendee_id)
+                if why:
                     rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel),
                                       why, workflow.now())
-                continue
-            on_roster = {a.attendee_id for a in state.roster}
-            sending = []
-            for attendee, channel in chunk:  # removed, or gave feedback, since the fan-out began
-                gone = attendee.attendee_id not in on_roster and step.kind != StepKind.NOTICE
-                answered = step.kind == StepKind.FEEDBACK and attendee.attendee_id in state.feedback_from
-                if gone or answered:
-                    rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel),
-                                      "removed from the roster" if gone else "feedback received meanwhile",
-                                      workflow.now())
                 else:
                     sending.append((attendee, channel))
             await asyncio.gather(*(self._send_to(name, template, step, attendee, channel)

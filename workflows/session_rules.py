@@ -4,9 +4,12 @@ whoever gave none, and a check-in after a tutor's first session whose negative a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from workflows.blocks import no_change, record_outcome, screen_event, offset_label, remind_before, stamp_key, when
+from workflows.blocks import (
+    no_change, offset_label, record_outcome, remind_before, screen_event, stamp_key, too_late, when,
+)
 from workflows.models import (
     SESSION_CLOSED,
     ClassSession,
@@ -19,6 +22,32 @@ from workflows.models import (
     Skip,
     StepKind,
 )
+
+
+def fan_out_halted(state: SessionState, step: PlannedStep, starts_at: datetime | None, now: datetime,
+                   stops_when_closed: Callable[[], bool] = lambda: True) -> str | None:
+    """Why the rest of a fan-out is skipped before its next chunk, or None to go on: a reminder
+    whose class was cancelled or moved since the fan-out began (`starts_at`), anything but the
+    cancellation notice once the session is closed, or a step past its deadline.
+    `stops_when_closed()` is asked only when the closed rule would apply (the workflow's patch)."""
+    stale = step.kind == StepKind.REMINDER and (state.status != SessionStatus.SCHEDULED
+                                                 or state.starts_at != starts_at)
+    closed = step.kind != StepKind.NOTICE and state.status in SESSION_CLOSED and stops_when_closed()
+    if stale:
+        return "the class was cancelled or moved during the fan-out"
+    if closed:
+        return f"the session was {state.status} during the fan-out"
+    return "too late for this step" if too_late(step.not_after, now) else None
+
+
+def passed_over(state: SessionState, step: PlannedStep, attendee_id: str) -> str | None:
+    """Why one attendee of a fan-out is skipped: removed from the roster, or gave feedback, since
+    the fan-out began (the cancellation notice still goes to everyone it was meant for)."""
+    if step.kind != StepKind.NOTICE and all(a.attendee_id != attendee_id for a in state.roster):
+        return "removed from the roster"
+    if step.kind == StepKind.FEEDBACK and attendee_id in state.feedback_from:
+        return "feedback received meanwhile"
+    return None
 
 
 def reminder_step(starts_at: datetime, offset: timedelta) -> str:

@@ -984,20 +984,12 @@ def simulate_session(j: SessionJourney, check_duplicates: bool = False) -> Trace
         starts_at = state.starts_at
         for begin in range(0, len(targets), j.chunk):
             chunk = targets[begin:begin + j.chunk]
-            stale = step.kind == StepKind.REMINDER and (state.status != SessionStatus.SCHEDULED
-                                                         or state.starts_at != starts_at)
-            stale = stale or (step.kind != StepKind.NOTICE and state.status in SESSION_CLOSED)
-            if stale or too_late(step.not_after, clock.now):
-                for a, channel in chunk:
-                    skip(rules.key(SESSION, name, a.attendee_id, channel), "stale" if stale else "too late")
-                continue
-            on_roster = {a.attendee_id for a in state.roster}
+            halted = rules.fan_out_halted(state, step, starts_at, clock.now)
             sending = []
-            for a, channel in chunk:  # removed, or gave feedback, since the fan-out began
-                gone = a.attendee_id not in on_roster and step.kind != StepKind.NOTICE
-                answered = step.kind == StepKind.FEEDBACK and a.attendee_id in state.feedback_from
-                if gone or answered:
-                    skip(rules.key(SESSION, name, a.attendee_id, channel), "removed" if gone else "answered")
+            for a, channel in chunk:
+                why = halted or rules.passed_over(state, step, a.attendee_id)
+                if why:
+                    skip(rules.key(SESSION, name, a.attendee_id, channel), why)
                 else:
                     sending.append((a, channel))
             if not sending:  # `asyncio.gather()` of nothing: no time passes, no signal comes in
@@ -1226,7 +1218,8 @@ def test_session_cancel_during_a_fan_out_stops_the_reminder_and_notifies_everyon
                                   "bob": ["reminder-1d/email", "cancelled/email"],
                                   "cy": ["cancelled/email"]}
     assert [(s.step, s.reason) for s in trace.state.skips] == [
-        (f"session-5/reminder-1d-{starts:%Y%m%dT%H%M%SZ}/cy/email", "stale")]
+        (f"session-5/reminder-1d-{starts:%Y%m%dT%H%M%SZ}/cy/email",
+         "the class was cancelled or moved during the fan-out")]
 
 
 def test_session_cancel_without_notify_or_before_the_start_tells_nobody():
