@@ -148,7 +148,7 @@ class SendActivities:
                 type=PermanentDeliveryFailure.REFUSED, non_retryable=True,
             ) from err
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
-            if delivered:  # the server said 250; only QUIT failed: it is sent, never send it again
+            if delivered:  # the server said 250 and only closing the connection failed: it is sent, never again
                 activity.logger.warning("%s: delivered, then %s: %s", request.key, type(err).__name__, err)
                 return done(SendStatus.SENT)
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
