@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated, Literal
 
+import email_validator
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOLLOWUPS_", extra="ignore")
@@ -54,6 +56,10 @@ class Settings(BaseSettings):
     postal_address: str = "Followups, 1 Example Street, 10115 Berlin, Germany"
     public_base_url: str = "http://localhost:8000"  # where unsubscribe links point
     signing_secret: SecretStr = SecretStr("dev-only-signing-secret-change-me")
+    # Accept recipients at the special-use `.test` domain (RFC 6761: pat@example.test), which
+    # email-validator refuses as undeliverable. On under `followups dev` and in the tests; a
+    # process-wide switch, so it takes effect through `apply_process_settings`.
+    allow_test_domains: bool = False
 
     # HTTP API.
     api_host: str = "127.0.0.1"
@@ -90,3 +96,42 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the environment variables that read back to them, unset ones left out
+        and secrets in clear: what `followups dev --workers N` gives each `followups worker` child."""
+        dumped = self.model_dump(mode="json")  # durations as ISO 8601, paths as text
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, list):
+                value = ",".join(value)  # api_keys: comma-separated, as _split_keys reads them
+            else:
+                value = dumped[name]
+            env[env_name(name)] = str(value)
+        return env
+
+
+def env_name(field: str) -> str:
+    """The environment variable a setting is read from."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"FOLLOWUPS_{field.upper()}"
+
+
+def apply_process_settings(settings: Settings) -> None:
+    """Turn the process-wide switches these settings ask for. Call it once where a process starts
+    (the worker's and the API's main, `followups dev`), before any address is validated.
+
+    email-validator keeps its test-environment switch in a module global, read on every
+    validation: in the API (requests), in the worker (workflow and activity inputs decoded by
+    pydantic; the sandbox passes email_validator through, so workflows see the same global).
+    `TEST_ENVIRONMENT` lifts the refusal of `.test` and its subdomains only (`.invalid`,
+    `.local`, `.localhost` and the rest stay refused) and would skip DNS checks (pydantic never
+    asks for them)."""
+    email_validator.TEST_ENVIRONMENT = settings.allow_test_domains

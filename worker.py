@@ -19,13 +19,10 @@ from activities.store import Leads, Outbox, Suppressions, connect, migrate
 from activities.webhook import WebhookTransport
 from settings import Settings
 from starter.connect import connect_temporal
-from workflows.appointment import AppointmentJourney
-from workflows.interview import InterviewJourney
-from workflows.lead import LeadJourney
-from workflows.session import SessionJourney
+from workflows import registry
 from workflows.resend import ResendMessage
 
-WORKFLOWS = [InterviewJourney, AppointmentJourney, LeadJourney, SessionJourney, ResendMessage]
+WORKFLOWS = [*registry.WORKFLOWS, ResendMessage]
 # Passed through (imported once, not again for every journey in the cache): the pure libraries
 # the models use, and our own `workflows` and `activities` packages, which hold no module state
 # that changes. Measured (bench/memory.py, 1,000 sleeping journeys): worker RSS 171 MB instead of

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import UnknownLocaleError
+from babel.numbers import format_currency
 from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
@@ -41,6 +44,18 @@ def local_time(value: str | datetime | None, zone: str | None = None, fmt: str =
     return moment.astimezone(ZoneInfo(zone or "UTC")).strftime(fmt)
 
 
+def money(amount: str | Decimal, currency: str, locale: str | None = None) -> str:
+    """`{{ amount | money(currency, locale) }}`: the amount as the payer's locale writes it, with the
+    currency's own decimals (`1.234,50 €` in de_DE, `€1,234.50` in en_US). Never formatted by hand."""
+    try:
+        value = Decimal(amount)
+        if not value.is_finite():
+            raise ValueError("not a finite amount")
+        return format_currency(value, currency, locale=locale or "en_US")
+    except (InvalidOperation, UnknownLocaleError, ValueError, TypeError) as err:  # a retry cannot fix these
+        raise TemplateProblem(f"money: cannot format {amount!r} {currency!r} for locale {locale!r}: {err}") from err
+
+
 class Renderer:
     def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
         loader = FileSystemLoader(directory)
@@ -49,6 +64,7 @@ class Renderer:
         self.text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
         for env in (self.html_env, self.text_env):
             env.filters["local_time"] = local_time
+            env.filters["money"] = money
 
     def render(self, template: str, context: dict[str, Any]) -> Rendered:
         try:

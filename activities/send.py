@@ -26,18 +26,13 @@ from activities.mail import DeliveryRefused, Envelope, SmtpTransport, build, mes
 from activities.render import Renderer, TemplateProblem
 from activities.store import Outbox, Suppressions
 from activities.webhook import WebhookRefused, WebhookTransient, WebhookTransport
-from workflows.models import MessageCategory, SendRequest, SendResult, SendStatus, too_late
+from workflows.contracts import RECORDED_REQUEST, SEND_MESSAGE, DeliveryFailure, MessageCategory, SendRequest, SendResult, SendStatus
+from workflows.core.steps import too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
 RECORD_RETRY_PAUSES = (0.1, 0.25, 0.5, 1, 2, 4, 8)  # ≈ 16 s of a 30 s attempt
 
 
-class PermanentDeliveryFailure:
-    """Error types the workflow and the Web UI see for failures a retry cannot fix."""
-
-    REFUSED = "DeliveryRefused"
-    TEMPLATE = "TemplateProblem"
-    ALL = frozenset({REFUSED, TEMPLATE})
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ class SendActivities:
         self.sender = sender
         self.dry_run = dry_run
 
-    @activity.defn(name="send_message")
+    @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> SendResult:
         if self.unrecorded:
             await self._flush_unrecorded()
@@ -117,7 +112,7 @@ class SendActivities:
             rendered = self.renderer.render(request.template, context)
         except TemplateProblem as err:
             await self.outbox.finish(request.key, "failed", reason=str(err))
-            raise ApplicationError(str(err), type=PermanentDeliveryFailure.TEMPLATE, non_retryable=True) from err
+            raise ApplicationError(str(err), type=DeliveryFailure.TEMPLATE, non_retryable=True) from err
         if self.dry_run:
             await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered")
             return done(SendStatus.DRY_RUN, "dry run: not delivered")
@@ -145,7 +140,7 @@ class SendActivities:
                 await self.suppressions.add(email, "hard_bounce", f"{refusal} (from {request.key})")
             raise ApplicationError(
                 f"{request.key}: the server refused the message permanently: {refusal}",
-                type=PermanentDeliveryFailure.REFUSED, non_retryable=True,
+                type=DeliveryFailure.REFUSED, non_retryable=True,
             ) from err
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             if delivered:  # the server said 250 and only closing the connection failed: it is sent, never again
@@ -192,7 +187,7 @@ class SendActivities:
             reply = await self.webhook.deliver(request.key, payload)
         except WebhookRefused as err:
             await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
-            raise ApplicationError(f"{request.key}: {err}", type=PermanentDeliveryFailure.REFUSED,
+            raise ApplicationError(f"{request.key}: {err}", type=DeliveryFailure.REFUSED,
                                    non_retryable=True) from err
         except (WebhookTransient, httpx.HTTPError) as err:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
@@ -201,7 +196,7 @@ class SendActivities:
                                 reason="sent again after an interrupted attempt" if interrupted else None)
         return done(SendStatus.SENT)
 
-    @activity.defn(name="recorded_request")
+    @activity.defn(name=RECORDED_REQUEST)
     async def recorded_request(self, key: str) -> SendRequest | None:
         """The request a message was first sent with, for a forced resend under a new key."""
         row = await self.outbox.get(key)

@@ -307,7 +307,7 @@ class Bench:
         dues = [t0 + spread * i / n for i in range(n)]
         for name in self.names:
             if name == "followups":
-                from workflows.appointment_rules import reminder_key
+                from workflows.appointment.rules import reminder_key
 
                 keys = [reminder_key(self.appointment_id(i), self.scheduled_at(due), timedelta(hours=1))
                         for i, due in enumerate(dues)]
@@ -368,7 +368,7 @@ class Bench:
     def booker(self):
         """How the app books an appointment: the service's signal-with-start when it has one."""
         from settings import Settings
-        from workflows.models import Booking
+        from workflows.appointment.models import Booking
 
         client = self.temporal_env.client
         settings = Settings(temporal_task_queue=self.task_queue)
@@ -380,8 +380,8 @@ class Bench:
             async def book(booking: Booking) -> None:
                 await appointments.start(booking, wait=False)
         except ImportError:  # before starter/service.py had Appointments: the workflow's own input
-            from workflows.appointment import AppointmentJourney, workflow_id
-            from workflows.models import AppointmentInput
+            from workflows.appointment.workflow import AppointmentJourney, workflow_id
+            from workflows.appointment.models import AppointmentInput
 
             async def book(booking: Booking) -> None:
                 await client.start_workflow(AppointmentJourney.run, AppointmentInput(
@@ -391,7 +391,8 @@ class Bench:
         return book
 
     async def book_many(self, ids_and_times: list[tuple[str, datetime]]) -> None:
-        from workflows.models import Booking, Recipient
+        from workflows.appointment.models import Booking
+        from workflows.contracts import Recipient
 
         book = self.booker()
         gate = asyncio.Semaphore(64)

@@ -78,7 +78,8 @@ async def wait_for(client, query: str, target: int, timeout: float) -> tuple[int
 
 
 async def book(appointments, run_id: str, first: int, last: int, at: datetime) -> float:
-    from workflows.models import Booking, Recipient
+    from workflows.appointment.models import Booking
+    from workflows.contracts import Recipient
 
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -96,7 +97,8 @@ async def book(appointments, run_id: str, first: int, last: int, at: datetime) -
 
 
 async def start_leads(leads, run_id: str, n: int) -> float:
-    from workflows.models import Lead, Recipient
+    from workflows.contracts import Recipient
+    from workflows.lead.models import Lead
 
     gate = asyncio.Semaphore(CONCURRENCY)
 

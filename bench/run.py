@@ -1,7 +1,7 @@
 """`make bench` / `make bench-quick`: every benchmark, one after the other, each printing its table
 side by side with the peers and writing bench/results/*.json.
 
-    .venv/bin/python -m bench.run [--quick] [--only lateness,crash,throughput,memory,render]
+    .venv/bin/python -m bench.run [--quick] [--only lateness,crash,throughput,memory,render,events]
 
 A benchmark that fails stops the run with its exit code: a number that could not be measured is
 never reported as if it had been.
@@ -23,6 +23,7 @@ import time
 # `make bench-quick` (under 3 minutes): the same at 50/s over 10 s, polling every 20 s.
 BENCHES = {
     "render": ("bench.render", [], ["--quick"]),
+    "events": ("bench.events", [], ["--quick"]),  # 200 confirms per variant; --quick 50 (under a minute)
     "throughput": ("bench.throughput", ["--rows", "10000", "--emails", "3000", "--variants", "bare,http"],
                    ["--quick"]),
     "memory": ("bench.memory", ["--journeys", "1000,5000"], ["--quick"]),

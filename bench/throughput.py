@@ -106,8 +106,8 @@ class Imports:
         from settings import Settings
         from starter import lead_import
         from starter.service import LeadJourneys
-        from workflows.lead import LeadJourney, workflow_id
-        from workflows.models import LeadInput
+        from workflows.lead.workflow import LeadJourney, workflow_id
+        from workflows.lead.models import LeadInput
 
         kind, with_worker = name.split("+")[0], name.endswith("+worker")
         n = self.args.rows
@@ -173,7 +173,7 @@ class Imports:
             elif kind in ("sws-plain", "sws-sa", "start-meta", "start-sa", "start-summary"):  # which part costs
                 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-                from workflows import search
+                from workflows.core import search
 
                 gate = asyncio.Semaphore(self.args.concurrency)
 
@@ -306,7 +306,7 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
     from activities.send import SendActivities, Sender
     from activities.store import Outbox, Suppressions, connect, migrate
     from settings import Settings
-    from workflows.models import MessageCategory, Recipient, SendRequest
+    from workflows.contracts import MessageCategory, Recipient, SendRequest
 
     n, concurrency = args.emails, EMAIL_CONCURRENCY
     settings = Settings(database_url=pg_url)

@@ -16,8 +16,9 @@ from typing import Any
 from temporalio.client import Client
 
 from settings import Settings
-from starter.service import KINDS, Conflict, Journeys, NotFound
-from workflows import search
+from starter.service import Conflict, Journeys, NotFound, Rejected
+from workflows.core import search
+from workflows.registry import KINDS
 
 CONCURRENT_SIGNALS = 50
 MAX_MATCHES = 10_000
@@ -81,7 +82,11 @@ async def act(client: Client, settings: Settings, selector: Selector, event_for:
                 if before is not None and any(seen.event == event_id for seen in before.events):
                     report.unchanged += 1  # this request reached it before: a retry changes nothing
                     return
-                outcome, _ = await journeys.send_event(entity_id, event)
+                outcome = (await journeys.send_event(entity_id, event)).event
+            except Rejected as err:  # the journey's rules refused it (e.g. too late for this stage)
+                report.unchanged += 1
+                report.problems.append(f"{kind}-{entity_id}: {err.detail}")
+                return
             except (Conflict, NotFound):
                 outcome = None
         if outcome is not None and outcome.applied:
@@ -97,10 +102,10 @@ async def act(client: Client, settings: Settings, selector: Selector, event_for:
 
 def cancel_event(reason: str | None):
     def make(kind, event_id: str):
-        fields = kind.event_type.model_fields
+        fields = kind.event_models["cancel"].model_fields
         values: dict[str, Any] = {"kind": "cancel", "event_id": event_id}
         if reason and "reason" in fields:
             values["reason"] = reason
-        return kind.event_type.model_validate(values)
+        return kind.event(values)
 
     return make

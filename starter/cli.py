@@ -64,12 +64,19 @@ def parse_when(text: str) -> datetime:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    workers: Annotated[Optional[int], typer.Option(
+        min=0, help="Run N `followups worker` processes instead of the worker in this process")] = None,
+    no_worker: Annotated[bool, typer.Option(
+        "--no-worker", help="No worker at all (= --workers 0): attach your own with the printed command")] = False,
+) -> None:
     """Everything embedded (PostgreSQL, Temporal + Web UI, SMTP sink, worker, API); Ctrl-C stops it."""
     from starter.dev import run_dev
 
+    if no_worker and workers:
+        raise typer.BadParameter(f"--no-worker and --workers {workers} disagree", param_hint="--no-worker")
     try:
-        asyncio.run(run_dev(Settings()))
+        asyncio.run(run_dev(Settings(), workers=0 if no_worker else workers))
     except KeyboardInterrupt:
         pass
 
@@ -166,7 +173,7 @@ def interview_start(
     max_followups: Annotated[Optional[int], typer.Option()] = None,
     reminder_before: Annotated[Optional[str], typer.Option()] = None,
 ) -> None:
-    from workflows.models import Invitation
+    from workflows.interview.models import Invitation
 
     policy = {k: parse_duration(v) for k, v in dict(followup_after=followup_after, followup_interval=followup_interval,
                                                    reminder_before=reminder_before).items() if v}
@@ -180,32 +187,32 @@ def interview_start(
         )
     except ValidationError as err:
         _invalid(err)
-    _show(_call(lambda c: c.start_interview(invitation)))
+    _show(_call(lambda c: c.interviews.start(invitation)))
 
 
 @interview_app.command("confirm")
 def interview_confirm(interview_id: str, scheduled_at: Annotated[str, typer.Argument(help="ISO time or +2d")]) -> None:
-    _show(_call(lambda c: c.confirm_interview(interview_id, parse_when(scheduled_at))))
+    _show(_call(lambda c: c.interviews.confirm(interview_id, scheduled_at=parse_when(scheduled_at))))
 
 
 @interview_app.command("reschedule")
 def interview_reschedule(interview_id: str, scheduled_at: Annotated[str, typer.Argument(help="ISO time or +2d")]) -> None:
-    _show(_call(lambda c: c.reschedule_interview(interview_id, parse_when(scheduled_at))))
+    _show(_call(lambda c: c.interviews.reschedule(interview_id, scheduled_at=parse_when(scheduled_at))))
 
 
 @interview_app.command("cancel")
 def interview_cancel(interview_id: str, reason: Annotated[Optional[str], typer.Option()] = None) -> None:
-    _show(_call(lambda c: c.cancel_interview(interview_id, reason)))
+    _show(_call(lambda c: c.interviews.cancel(interview_id, reason=reason)))
 
 
 @interview_app.command("complete")
 def interview_complete(interview_id: str) -> None:
-    _show(_call(lambda c: c.complete_interview(interview_id)))
+    _show(_call(lambda c: c.interviews.complete(interview_id)))
 
 
 @interview_app.command("show")
 def interview_show(interview_id: str) -> None:
-    _show(_call(lambda c: c.get_interview(interview_id)))
+    _show(_call(lambda c: c.interviews.get(interview_id)))
 
 
 @appointment_app.command("start")
@@ -221,7 +228,7 @@ def appointment_start(
     confirmed: Annotated[bool, typer.Option(help="Already confirmed by the patient")] = False,
     remind: Annotated[list[str], typer.Option(help="Reminder offset before the time, repeatable: 1h, 24h")] = [],
 ) -> None:
-    from workflows.models import Booking
+    from workflows.appointment.models import Booking
 
     policy = {"reminder_offsets": [parse_duration(v) for v in remind]} if remind else {}
     try:
@@ -230,39 +237,39 @@ def appointment_start(
                           confirmed=confirmed, policy=policy)
     except ValidationError as err:
         _invalid(err)
-    _show(_call(lambda c: c.start_appointment(booking)))
+    _show(_call(lambda c: c.appointments.start(booking)))
 
 
 @appointment_app.command("confirm")
 def appointment_confirm(appointment_id: str) -> None:
-    _show(_call(lambda c: c.confirm_appointment(appointment_id)))
+    _show(_call(lambda c: c.appointments.confirm(appointment_id)))
 
 
 @appointment_app.command("reschedule")
 def appointment_reschedule(appointment_id: str, at: Annotated[str, typer.Argument(help="ISO time or +2d")]) -> None:
-    _show(_call(lambda c: c.reschedule_appointment(appointment_id, parse_when(at))))
+    _show(_call(lambda c: c.appointments.reschedule(appointment_id, scheduled_at=parse_when(at))))
 
 
 @appointment_app.command("cancel")
 def appointment_cancel(appointment_id: str, reason: Annotated[Optional[str], typer.Option()] = None,
                        notify: Annotated[bool, typer.Option(help="Send the cancellation notice")] = True) -> None:
-    _show(_call(lambda c: c.cancel_appointment(appointment_id, reason, notify)))
+    _show(_call(lambda c: c.appointments.cancel(appointment_id, reason=reason, notify=notify)))
 
 
 @appointment_app.command("complete")
 def appointment_complete(appointment_id: str) -> None:
-    _show(_call(lambda c: c.complete_appointment(appointment_id)))
+    _show(_call(lambda c: c.appointments.complete(appointment_id)))
 
 
 @appointment_app.command("resend-reminder")
 def appointment_resend_reminder(appointment_id: str) -> None:
     """Send the reminder again now."""
-    _show(_call(lambda c: c.resend_appointment_reminder(appointment_id)))
+    _show(_call(lambda c: c.appointments.resend_reminder(appointment_id)))
 
 
 @appointment_app.command("show")
 def appointment_show(appointment_id: str) -> None:
-    _show(_call(lambda c: c.get_appointment(appointment_id)))
+    _show(_call(lambda c: c.appointments.get(appointment_id)))
 
 
 IMPORT_CHUNK_ROWS = 2000
@@ -334,12 +341,12 @@ def leads_stats(campaign: str) -> None:
 @leads_app.command("converted")
 def leads_converted(lead_id: str, reference: Annotated[Optional[str], typer.Option()] = None) -> None:
     """The lead converted: nothing more is sent."""
-    _show(_call(lambda c: c.lead_converted(lead_id, reference)))
+    _show(_call(lambda c: c.leads.converted(lead_id, reference=reference)))
 
 
 @leads_app.command("show")
 def leads_show(lead_id: str) -> None:
-    _show(_call(lambda c: c.get_lead(lead_id)))
+    _show(_call(lambda c: c.leads.get(lead_id)))
 
 
 @session_app.command("start")
@@ -347,7 +354,7 @@ def session_start(file: Annotated[typer.FileText, typer.Argument(help="The sessi
     """Start a session from a JSON file: session_id, title, course, starts_at, ends_at, tutor, attendees…."""
     import json
 
-    from workflows.models import ClassSession
+    from workflows.session.models import ClassSession
 
     try:
         session = ClassSession.model_validate(json.load(file))
@@ -356,7 +363,7 @@ def session_start(file: Annotated[typer.FileText, typer.Argument(help="The sessi
             _invalid(err)
         console.print(f"[red]not JSON[/red]: {err}")
         raise typer.Exit(2) from None
-    _show(_call(lambda c: c.start_session(session)))
+    _show(_call(lambda c: c.sessions.start(session)))
 
 
 @session_app.command("add-attendee")
@@ -364,53 +371,53 @@ def session_add_attendee(session_id: str, attendee_id: str, email: Annotated[str
                          name: Annotated[str, typer.Option()],
                          phone: Annotated[Optional[str], typer.Option(help="E.164, for the webhook channel")] = None,
                          channel: Annotated[list[str], typer.Option(help="email and/or webhook")] = ["email"]) -> None:
-    from workflows.models import Attendee
+    from workflows.session.models import Attendee
 
     try:
         attendee = Attendee(attendee_id=attendee_id, email=email, name=name, phone=phone, channels=channel)
     except ValidationError as err:
         _invalid(err)
-    _show(_call(lambda c: c.add_attendee(session_id, attendee)))
+    _show(_call(lambda c: c.sessions.add_attendee(session_id, attendee=attendee)))
 
 
 @session_app.command("remove-attendee")
 def session_remove_attendee(session_id: str, attendee_id: str) -> None:
-    _show(_call(lambda c: c.remove_attendee(session_id, attendee_id)))
+    _show(_call(lambda c: c.sessions.remove_attendee(session_id, attendee_id=attendee_id)))
 
 
 @session_app.command("reschedule")
 def session_reschedule(session_id: str, starts_at: Annotated[str, typer.Argument(help="ISO time or +2d")],
                        ends_at: Annotated[str, typer.Argument(help="ISO time or +2d1h")]) -> None:
-    _show(_call(lambda c: c.reschedule_session(session_id, parse_when(starts_at), parse_when(ends_at))))
+    _show(_call(lambda c: c.sessions.reschedule(session_id, starts_at=parse_when(starts_at), ends_at=parse_when(ends_at))))
 
 
 @session_app.command("cancel")
 def session_cancel(session_id: str, reason: Annotated[Optional[str], typer.Option()] = None,
                    notify: Annotated[bool, typer.Option(help="Tell the roster")] = True) -> None:
-    _show(_call(lambda c: c.cancel_session(session_id, reason, notify)))
+    _show(_call(lambda c: c.sessions.cancel(session_id, reason=reason, notify=notify)))
 
 
 @session_app.command("recording")
 def session_recording(session_id: str, url: str) -> None:
     """The recording is online: the roster gets the link."""
-    _show(_call(lambda c: c.recording_available(session_id, url)))
+    _show(_call(lambda c: c.sessions.recording_available(session_id, recording_url=url)))
 
 
 @session_app.command("feedback")
 def session_feedback(session_id: str, attendee_id: str) -> None:
-    _show(_call(lambda c: c.feedback_given(session_id, attendee_id)))
+    _show(_call(lambda c: c.sessions.feedback(session_id, attendee_id=attendee_id)))
 
 
 @session_app.command("checkin")
 def session_checkin(session_id: str, ok: Annotated[bool, typer.Option("--ok/--not-ok")],
                     comment: Annotated[Optional[str], typer.Option()] = None) -> None:
     """The tutor's answer to the first-session check-in (--not-ok escalates to the manager)."""
-    _show(_call(lambda c: c.checkin_answer(session_id, ok, comment)))
+    _show(_call(lambda c: c.sessions.checkin_answer(session_id, ok=ok, comment=comment)))
 
 
 @session_app.command("show")
 def session_show(session_id: str) -> None:
-    _show(_call(lambda c: c.get_session(session_id)))
+    _show(_call(lambda c: c.sessions.get(session_id)))
 
 
 _KINDS = ("interview", "appointment", "lead", "session")

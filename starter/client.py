@@ -1,9 +1,12 @@
 """The Python client for backends: the HTTP API's operations, typed with the same pydantic models.
+One `JourneyClient` per kind in the registry, as an attribute named like its route:
 
     from starter.client import FollowupsClient
     with FollowupsClient("http://localhost:8000", api_key="dev-key") as followups:
-        followups.start_interview(Invitation(...))
-        followups.confirm_interview("42", scheduled_at=datetime(2026, 12, 1, 9, tzinfo=timezone.utc))
+        followups.interviews.start(Invitation(...))
+        followups.interviews.confirm("42", scheduled_at=datetime(2026, 12, 1, 9, tzinfo=timezone.utc))
+        followups.payments.paid("inv-7", reference="ch_123", event_id="stripe-evt-1")
+        followups.interviews.get("42").state.next_step
 """
 
 from __future__ import annotations
@@ -12,19 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
-from starter.api import (
-    AppointmentView,
-    BulkView,
-    CampaignStatsView,
-    ImportView,
-    InterviewView,
-    LeadView,
-    MessageView,
-    ResendView,
-    SessionView,
-)
-from workflows.models import Attendee, Booking, ClassSession, Invitation, Lead
+from starter.routes.leads import CampaignStatsView, ImportView
+from starter.routes.operations import BulkView, ResendView
+from starter.views import VIEWS, JourneyView, MessageView
+from workflows.registry import KINDS, JourneyKind
 
 
 class FollowupsError(Exception):
@@ -38,11 +34,54 @@ class FollowupsError(Exception):
         super().__init__(f"{status} {self.error}: {self.detail}")
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+class JourneyClient:
+    """Start, steer and read the journeys of one kind: `start(model)`, `get(id)`, and one method per
+    event (`confirm(id, scheduled_at=…)`, `cancel(id, reason=…)`…), or `send(id, event, **fields)`."""
+
+    def __init__(self, owner: FollowupsClient, kind: JourneyKind) -> None:
+        self.owner, self.kind, self.view = owner, kind, VIEWS[kind.name]
+        self.routes = {route.kind: route for route in kind.events}
+
+    def start(self, start: BaseModel | dict[str, Any]) -> JourneyView:
+        body = start if isinstance(start, dict) else _jsonable(start)
+        return self.view.model_validate(self.owner._call("POST", f"/v1/{self.kind.plural}", json=body))
+
+    def get(self, entity_id: str) -> JourneyView:
+        return self.view.model_validate(self.owner._call("GET", f"/v1/{self.kind.plural}/{entity_id}"))
+
+    def send(self, entity_id: str, event: str, **fields: Any) -> JourneyView:
+        route = self.routes.get(event)
+        if route is None:
+            raise ValueError(f"{self.kind.name} has no event {event!r}: one of {', '.join(self.routes)}")
+        path = route.path.format(**{name: fields.pop(name) for name in route.path_params})
+        body = {name: _jsonable(value) for name, value in fields.items() if value is not None}
+        return self.view.model_validate(self.owner._call(
+            route.method, f"/v1/{self.kind.plural}/{entity_id}/{path}", json=body or None))
+
+    def __getattr__(self, event: str) -> Any:
+        if event.startswith("_") or event not in self.__dict__.get("routes", {}):
+            raise AttributeError(event)
+        return lambda entity_id, **fields: self.send(entity_id, event, **fields)
+
+
 class FollowupsClient:
     def __init__(self, base_url: str, api_key: str, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport,
                                  headers={"Authorization": f"Bearer {api_key}"})
+        self.journeys = {name: JourneyClient(self, kind) for name, kind in KINDS.items()}
+        for kind in KINDS.values():
+            setattr(self, kind.plural, self.journeys[kind.name])
 
     def __enter__(self) -> FollowupsClient:
         return self
@@ -60,72 +99,6 @@ class FollowupsClient:
             raise FollowupsError(response.status_code, body)
         return response.json()
 
-    def start_interview(self, invitation: Invitation) -> InterviewView:
-        return InterviewView.model_validate(
-            self._call("POST", "/v1/interviews", json=invitation.model_dump(mode="json", exclude_none=True))
-        )
-
-    def _event(self, interview_id: str, kind: str, body: dict[str, Any]) -> InterviewView:
-        body = {k: v for k, v in body.items() if v is not None}
-        return InterviewView.model_validate(self._call("POST", f"/v1/interviews/{interview_id}/{kind}", json=body))
-
-    def confirm_interview(self, interview_id: str, scheduled_at: datetime, event_id: str | None = None) -> InterviewView:
-        return self._event(interview_id, "confirm", {"scheduled_at": scheduled_at.isoformat(), "event_id": event_id})
-
-    def reschedule_interview(self, interview_id: str, scheduled_at: datetime,
-                             event_id: str | None = None) -> InterviewView:
-        return self._event(interview_id, "reschedule",
-                           {"scheduled_at": scheduled_at.isoformat(), "event_id": event_id})
-
-    def cancel_interview(self, interview_id: str, reason: str | None = None, event_id: str | None = None) -> InterviewView:
-        return self._event(interview_id, "cancel", {"reason": reason, "event_id": event_id})
-
-    def complete_interview(self, interview_id: str, event_id: str | None = None) -> InterviewView:
-        return self._event(interview_id, "complete", {"event_id": event_id})
-
-    def get_interview(self, interview_id: str) -> InterviewView:
-        return InterviewView.model_validate(self._call("GET", f"/v1/interviews/{interview_id}"))
-
-    # --- appointments ---------------------------------------------------------------------
-
-    def start_appointment(self, booking: Booking) -> AppointmentView:
-        return AppointmentView.model_validate(
-            self._call("POST", "/v1/appointments", json=booking.model_dump(mode="json", exclude_none=True))
-        )
-
-    def _appointment_event(self, appointment_id: str, kind: str, body: dict[str, Any]) -> AppointmentView:
-        body = {k: v for k, v in body.items() if v is not None}
-        return AppointmentView.model_validate(
-            self._call("POST", f"/v1/appointments/{appointment_id}/{kind}", json=body))
-
-    def confirm_appointment(self, appointment_id: str, event_id: str | None = None) -> AppointmentView:
-        return self._appointment_event(appointment_id, "confirm", {"event_id": event_id})
-
-    def reschedule_appointment(self, appointment_id: str, scheduled_at: datetime,
-                               event_id: str | None = None) -> AppointmentView:
-        return self._appointment_event(appointment_id, "reschedule",
-                                       {"scheduled_at": scheduled_at.isoformat(), "event_id": event_id})
-
-    def cancel_appointment(self, appointment_id: str, reason: str | None = None, notify: bool | None = None,
-                           event_id: str | None = None) -> AppointmentView:
-        return self._appointment_event(appointment_id, "cancel",
-                                       {"reason": reason, "notify": notify, "event_id": event_id})
-
-    def complete_appointment(self, appointment_id: str, event_id: str | None = None) -> AppointmentView:
-        return self._appointment_event(appointment_id, "complete", {"event_id": event_id})
-
-    def resend_appointment_reminder(self, appointment_id: str, event_id: str | None = None) -> AppointmentView:
-        return self._appointment_event(appointment_id, "resend-reminder", {"event_id": event_id})
-
-    def get_appointment(self, appointment_id: str) -> AppointmentView:
-        return AppointmentView.model_validate(self._call("GET", f"/v1/appointments/{appointment_id}"))
-
-    # --- leads ------------------------------------------------------------------------------
-
-    def start_lead(self, lead: Lead) -> LeadView:
-        return LeadView.model_validate(
-            self._call("POST", "/v1/leads", json=lead.model_dump(mode="json", exclude_none=True)))
-
     def import_leads(self, csv_text: str | bytes, campaign: str | None = None, first_line: int = 1) -> ImportView:
         """One CSV upload; `first_line` is the file line of its header when a file is sent in chunks."""
         params: dict[str, Any] = {"first_line": first_line}
@@ -135,61 +108,8 @@ class FollowupsClient:
         return ImportView.model_validate(self._call("POST", "/v1/leads/import", params=params, content=content,
                                                     headers={"Content-Type": "text/csv"}))
 
-    def lead_converted(self, lead_id: str, reference: str | None = None, event_id: str | None = None) -> LeadView:
-        body = {k: v for k, v in dict(reference=reference, event_id=event_id).items() if v is not None}
-        return LeadView.model_validate(self._call("POST", f"/v1/leads/{lead_id}/converted", json=body))
-
-    def lead_replied(self, lead_id: str, event_id: str | None = None) -> LeadView:
-        body = {"event_id": event_id} if event_id else {}
-        return LeadView.model_validate(self._call("POST", f"/v1/leads/{lead_id}/replied", json=body))
-
-    def get_lead(self, lead_id: str) -> LeadView:
-        return LeadView.model_validate(self._call("GET", f"/v1/leads/{lead_id}"))
-
     def campaign_stats(self, campaign: str) -> CampaignStatsView:
         return CampaignStatsView.model_validate(self._call("GET", f"/v1/campaigns/{campaign}/stats"))
-
-    # --- class sessions -------------------------------------------------------------------
-
-    def start_session(self, session: ClassSession) -> SessionView:
-        return SessionView.model_validate(
-            self._call("POST", "/v1/sessions", json=session.model_dump(mode="json", exclude_none=True)))
-
-    def _session_event(self, session_id: str, path: str, body: dict[str, Any], method: str = "POST") -> SessionView:
-        body = {k: v for k, v in body.items() if v is not None}
-        return SessionView.model_validate(self._call(method, f"/v1/sessions/{session_id}{path}",
-                                                     json=body if method == "POST" else None))
-
-    def add_attendee(self, session_id: str, attendee: Attendee, event_id: str | None = None) -> SessionView:
-        return self._session_event(session_id, "/attendees",
-                                   {"attendee": attendee.model_dump(mode="json", exclude_none=True), "event_id": event_id})
-
-    def remove_attendee(self, session_id: str, attendee_id: str) -> SessionView:
-        return self._session_event(session_id, f"/attendees/{attendee_id}", {}, method="DELETE")
-
-    def reschedule_session(self, session_id: str, starts_at: datetime, ends_at: datetime,
-                           event_id: str | None = None) -> SessionView:
-        return self._session_event(session_id, "/reschedule", {"starts_at": starts_at.isoformat(),
-                                                               "ends_at": ends_at.isoformat(), "event_id": event_id})
-
-    def cancel_session(self, session_id: str, reason: str | None = None, notify: bool = True,
-                       event_id: str | None = None) -> SessionView:
-        return self._session_event(session_id, "/cancel", {"reason": reason, "notify": notify, "event_id": event_id})
-
-    def recording_available(self, session_id: str, recording_url: str, event_id: str | None = None) -> SessionView:
-        return self._session_event(session_id, "/recording", {"recording_url": recording_url, "event_id": event_id})
-
-    def feedback_given(self, session_id: str, attendee_id: str, event_id: str | None = None) -> SessionView:
-        return self._session_event(session_id, "/feedback", {"attendee_id": attendee_id, "event_id": event_id})
-
-    def checkin_answer(self, session_id: str, ok: bool, comment: str | None = None,
-                       event_id: str | None = None) -> SessionView:
-        return self._session_event(session_id, "/checkin", {"ok": ok, "comment": comment, "event_id": event_id})
-
-    def get_session(self, session_id: str) -> SessionView:
-        return SessionView.model_validate(self._call("GET", f"/v1/sessions/{session_id}"))
-
-    # --- bulk --------------------------------------------------------------------------------
 
     def bulk_cancel(self, *, journey: str | None = None, group: str | None = None, recipient: str | None = None,
                     stage: str | None = None, reason: str | None = None, request_id: str | None = None) -> BulkView:
@@ -204,8 +124,6 @@ class FollowupsClient:
         body = dict(journey=journey, group=group, recipient=recipient, stage=stage, request_id=request_id)
         return BulkView.model_validate(self._call("POST", "/v1/bulk/signal", json={
             "event": event, **{k: v for k, v in body.items() if v is not None}}))
-
-    # --- messages ---------------------------------------------------------------------------
 
     def messages(self, journey: str | None = None, status: str | None = None, entity_id: str | None = None,
                  limit: int = 100) -> list[MessageView]:

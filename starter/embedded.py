@@ -13,8 +13,9 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
-from workflows.search import ALL_KEYS
+from workflows.core.search import ALL_KEYS
 
 SQLITE_SPEED = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
@@ -94,9 +95,9 @@ async def start_temporal(database_file: Path | None, port: int | None = None, ui
     )
 
 
-async def start_time_skipping() -> WorkflowEnvironment:
+async def start_time_skipping(runtime: Runtime | None = None) -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter, runtime=runtime
     )
     await register_search_attributes(env.client)
     return env

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from activities.store import Leads
-from starter.service import LeadJourneys
-from workflows.models import Lead
+from starter.service import Journeys
+from workflows.lead.models import Lead
 
 REQUIRED = ("lead_id", "email", "name")
 OPTIONAL = ("company", "time_zone", "offer_url", "campaign")
@@ -112,7 +112,7 @@ def parse(text: str, campaign: str | None, first_line: int = 1) -> tuple[list[tu
     return leads, report
 
 
-async def start_all(journeys: LeadJourneys, store: Leads, leads: list[tuple[int, Lead]], report: ImportReport,
+async def start_all(journeys: Journeys, store: Leads, leads: list[tuple[int, Lead]], report: ImportReport,
                     progress: Callable[[int], None] | None = None) -> ImportReport:
     """Start the journeys of leads not on record yet, then record them; progress(n) after each."""
     known = await store.known([lead.lead_id for _, lead in leads])
@@ -124,7 +124,7 @@ async def start_all(journeys: LeadJourneys, store: Leads, leads: list[tuple[int,
 
     async def one(lead: Lead) -> None:
         async with gate:
-            created = await journeys.start_imported(lead)
+            created = await journeys.start_new(lead)
         if created:
             report.started += 1
         else:

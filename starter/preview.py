@@ -6,6 +6,7 @@ a week passes in a second, and every message is rendered by the send step in dry
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -15,28 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig
 
 from settings import Settings
 from starter import embedded
-from workflows.blocks import when
-from starter.service import Appointments, Interviews, Journeys, LeadJourneys, Sessions
-from workflows.models import (
-    APPOINTMENT_CLOSED,
-    CLOSED_STATUSES,
-    LEAD_CLOSED,
-    SESSION_CLOSED,
-    AppointmentEvent,
-    Attendee,
-    Booking,
-    ClassSession,
-    Invitation,
-    InterviewEvent,
-    Lead,
-    LeadEvent,
-    Recipient,
-    SessionEvent,
-    Tutor,
-)
+from starter.service import Journeys
+from workflows.appointment.models import appointment_event
+from workflows.contracts import Recipient
+from workflows.core.timing import when
+from workflows.interview.models import Invitation, interview_event
+from workflows.lead.models import Lead, lead_event
+from workflows.appointment.models import Booking
+from workflows.registry import APPOINTMENT, INTERVIEW, LEAD, SESSION, JourneyKind
+from workflows.session.models import Attendee, ClassSession, Tutor, session_event
 
 PREVIEW_ID = "preview"
 EVENT_NUDGE = timedelta(seconds=1)
@@ -70,11 +62,31 @@ def _offset(delta: timedelta) -> str:
     return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.2f}d"
 
 
+class WithoutHeartbeatCapabilityWarning(logging.Filter):
+    """Core warns, once per worker, that the server did not advertise the
+    activity_failure_include_heartbeat capability: the time-skipping test server never does, and it
+    costs nothing here (no activity heartbeats). Every other line Core logs still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "activity_failure_include_heartbeat" not in record.getMessage()
+
+
+CORE_LOG = logging.getLogger("followups.preview.temporal")
+CORE_LOG.addFilter(WithoutHeartbeatCapabilityWarning())
+
+
+def _preview_runtime() -> Runtime:
+    """The default runtime's logging (Core at WARN, the rest at ERROR), but forwarded to CORE_LOG
+    instead of written to stderr by Core itself, so that one known line can be dropped."""
+    forwarded = LoggingConfig(filter=LoggingConfig.default.filter, forwarding=LogForwardingConfig(logger=CORE_LOG))
+    return Runtime(telemetry=TelemetryConfig(logging=forwarded))
+
+
 EventAt = tuple[timedelta, Callable[[datetime], Any]]  # (offset from the anchor, anchor -> event)
 
 
-async def _play(settings: Settings, service: Callable[..., Journeys], make_start: Callable[[datetime], Any],
-                events: list[EventAt], closed: frozenset) -> Preview:
+async def _play(settings: Settings, kind: JourneyKind, make_start: Callable[[datetime], Any],
+                events: list[EventAt]) -> Preview:
     """Start one journey at the time-skipping server's now (the anchor), send each event at its
     offset, skip time a day at a time until the journey ends, then read what the send step did."""
     import worker
@@ -84,11 +96,11 @@ async def _play(settings: Settings, service: Callable[..., Journeys], make_start
         "database_url": embedded.start_postgres(Path(tmp) / "pg", cleanup="delete"), "smtp_host": "preview.invalid",
         "dry_run": True, "temporal_task_queue": f"preview-{uuid.uuid4().hex[:8]}",
     })
-    env = await embedded.start_time_skipping()
+    env = await embedded.start_time_skipping(runtime=_preview_runtime())
     async with env, worker.running_worker(settings, env.client):
         anchor = await env.get_current_time()
-        journeys = service(env.client, settings)
-        await journeys.start(make_start(anchor))
+        journeys = Journeys(env.client, settings, kind)
+        await journeys.start_durably(make_start(anchor))  # signals: updates are unreliable on this server
         handle = env.client.get_workflow_handle(journeys.kind.workflow_id(PREVIEW_ID))
         lines: list[Line] = []
         for at, make_event in sorted(events, key=lambda item: item[0]):
@@ -103,7 +115,7 @@ async def _play(settings: Settings, service: Callable[..., Journeys], make_start
             lines.append(Line(_offset(at), when(anchor + at), event.kind, "event",
                               f"for {when(scheduled)}" if scheduled else ""))
         for _ in range(60):
-            if (await handle.query(journeys.kind.workflow.state_query)).status in closed:
+            if (await handle.query(journeys.kind.workflow.state_query)).status in kind.closed:
                 break
             await env.sleep(timedelta(days=1))
         final = env.client.get_workflow_handle_for(journeys.kind.workflow.run, journeys.kind.workflow_id(PREVIEW_ID))
@@ -135,11 +147,11 @@ async def run_interview_preview(scenario: Scenario, settings: Settings) -> Previ
             scheduled_at=anchor + scenario.scheduled_at if scenario.scheduled_at else None, policy=scenario.policy,
         )
 
-    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], InterviewEvent]:
-        return lambda anchor: InterviewEvent(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
+    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], Any]:
+        return lambda anchor: interview_event(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
 
-    return await _play(settings, Interviews, invitation,
-                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events], CLOSED_STATUSES)
+    return await _play(settings, INTERVIEW, invitation,
+                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events])
 
 
 async def run_appointment_preview(scenario: Scenario, settings: Settings) -> Preview:
@@ -154,11 +166,11 @@ async def run_appointment_preview(scenario: Scenario, settings: Settings) -> Pre
             policy=scenario.policy,
         )
 
-    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], AppointmentEvent]:
-        return lambda anchor: AppointmentEvent(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
+    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], Any]:
+        return lambda anchor: appointment_event(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
 
-    return await _play(settings, Appointments, booking,
-                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events], APPOINTMENT_CLOSED)
+    return await _play(settings, APPOINTMENT, booking,
+                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events])
 
 
 async def run_lead_preview(scenario: Scenario, settings: Settings) -> Preview:
@@ -168,11 +180,10 @@ async def run_lead_preview(scenario: Scenario, settings: Settings) -> Preview:
                     campaign="preview", company="Acme", offer_url="https://shop.example.com/offer",
                     started_at=anchor, policy=scenario.policy)
 
-    def event(kind: str) -> Callable[[datetime], LeadEvent]:
-        return lambda anchor: LeadEvent(kind=kind)
+    def event(kind: str) -> Callable[[datetime], Any]:
+        return lambda anchor: lead_event(kind=kind)
 
-    return await _play(settings, LeadJourneys, lead, [(at, event(kind)) for at, kind, _ in scenario.events],
-                       LEAD_CLOSED)
+    return await _play(settings, LEAD, lead, [(at, event(kind)) for at, kind, _ in scenario.events])
 
 
 async def run_session_preview(scenario: Scenario, settings: Settings, attendees: int = 2,
@@ -194,20 +205,20 @@ async def run_session_preview(scenario: Scenario, settings: Settings, attendees:
                                 time_zone="Europe/Berlin") for n in range(1, attendees + 1)],
         )
 
-    def event(kind: str, when_: timedelta | None) -> Callable[[datetime], SessionEvent]:
+    def event(kind: str, when_: timedelta | None) -> Callable[[datetime], Any]:
         def make(anchor: datetime) -> SessionEvent:
             if kind == "reschedule":
                 assert when_ is not None
-                return SessionEvent(kind="reschedule", starts_at=anchor + when_,
+                return session_event(kind="reschedule", starts_at=anchor + when_,
                                     ends_at=anchor + when_ + timedelta(hours=1))
             if kind == "recording_available":
-                return SessionEvent(kind=kind, recording_url="https://lms.example.com/recordings/preview")
+                return session_event(kind=kind, recording_url="https://lms.example.com/recordings/preview")
             if kind == "checkin_negative":
-                return SessionEvent(kind="checkin_answer", ok=False, comment="the students could not hear me")
+                return session_event(kind="checkin_answer", ok=False, comment="the students could not hear me")
             if kind == "feedback":
-                return SessionEvent(kind="feedback", attendee_id="student-1")
-            return SessionEvent(kind=kind)
+                return session_event(kind="feedback", attendee_id="student-1")
+            return session_event(kind=kind)
         return make
 
-    return await _play(settings, Sessions, session,
-                       [(at, event(kind, when_)) for at, kind, when_ in scenario.events], SESSION_CLOSED)
+    return await _play(settings, SESSION, session,
+                       [(at, event(kind, when_)) for at, kind, when_ in scenario.events])

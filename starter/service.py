@@ -1,50 +1,34 @@
-"""What the API and the CLI do to journeys: start them, send them events, read their state.
+"""What the API and the CLI do to journeys of any kind: start them, send them events, read them.
 
-Starts and events are signal-with-start on the journey's id, so neither is ever lost: an event
-that arrives before its start creates the journey in `awaiting_start` and is applied when the
-start comes. A closed journey's id is never reused (a finished interview never restarts).
+A start and an event are each one Temporal Update-with-start on the journey's id: whichever comes
+first creates the journey (an event before its start waits in `awaiting_start`), the workflow's
+validator refuses a bad event before it enters history, and the reply carries the outcome and the
+new plan: one round trip. When no worker answers in time the same input goes in as a signal
+(durable without a worker) and the caller hears `accepted`: it will be applied, exactly once,
+since every event carries an id. A closed journey's id is never reused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from pydantic import BaseModel
+from temporalio.client import (
+    Client, WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
-from workflows import search
-from workflows.blocks import when
-from workflows.appointment import AppointmentJourney
-from workflows.interview import InterviewJourney
-from workflows.lead import LeadJourney
-from workflows.session import SessionJourney
-from workflows.models import (
-    AppointmentEvent,
-    AppointmentInput,
-    AppointmentState,
-    Booking,
-    ClassSession,
-    EventOutcome,
-    Invitation,
-    InterviewEvent,
-    InterviewInput,
-    InterviewPolicy,
-    InterviewState,
-    Lead,
-    LeadEvent,
-    LeadInput,
-    LeadState,
-    SessionEvent,
-    SessionInput,
-    SessionState,
-)
+from workflows.core import search
+from workflows.core.shell import EVENT_REFUSED, JOURNEY_ENDED
+from workflows.core.steps import EventOutcome
+from workflows.registry import JourneyKind
 
 
 class ServiceError(Exception):
@@ -76,92 +60,162 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def default_interview_policy(settings: Settings) -> InterviewPolicy:
-    return InterviewPolicy(
-        followup_after=settings.interview_followup_after,
-        followup_interval=settings.interview_followup_interval,
-        max_followups=settings.interview_max_followups,
-        reminder_before=settings.interview_reminder_before,
-        reminder_grace=settings.interview_reminder_grace,
-        expire_after=settings.interview_expire_after,
-    )
-
-
-EVENT_REPORT_WAIT = 10.0  # seconds an event's HTTP call waits for the journey to report its new plan
+REPLY_WAIT = 5.0  # seconds a start or event waits for a worker's reply before it is only accepted
+TIMED_FIELDS = ("scheduled_at", "starts_at")  # an event moving a journey to a past time is refused at the edge
 
 
 @dataclass(frozen=True)
-class Kind:
-    """What the service needs to know about one kind of journey."""
+class Answer:
+    """What a start or an event came to. `accepted`: no worker answered in time; the input is
+    durably in the journey's history and will be applied (state is then None)."""
 
-    name: str  # "interview": the workflow id prefix, the Journey search attribute, the outbox's journey
-    workflow: type  # the @workflow.defn class: has an `event` signal and a `state_query` query
-    start_signal: str  # the signal that carries the start input ("invite", "book"…)
-    empty_input: Callable[[str, Settings], Any]  # the workflow input before the start arrives
-    event_type: type  # the pydantic model its `event` signal takes
+    state: Any | None
+    created: bool | None = None
+    event: EventOutcome | None = None
+    accepted: bool = False
 
-    def workflow_id(self, entity_id: str) -> str:
-        return f"{self.name}-{entity_id}"
+
+def default_policy(kind: JourneyKind, settings: Settings) -> BaseModel:
+    """The kind's policy with the deployment's defaults (`FOLLOWUPS_INTERVIEW_MAX_FOLLOWUPS`…)."""
+    values = {name: getattr(settings, f"{kind.name}_{name}") for name in kind.policy_model.model_fields
+              if hasattr(settings, f"{kind.name}_{name}")}
+    return kind.policy_model(**values)
 
 
 class Journeys:
-    """Start, steer and read the journeys of one kind. Starts and events are both signal-with-start:
-    whichever arrives first creates the journey, and neither is lost."""
+    """Start, steer and read the journeys of one kind."""
 
-    def __init__(self, client: Client, settings: Settings, kind: Kind) -> None:
-        self.client, self.settings, self.kind = client, settings, kind
+    def __init__(self, client: Client, settings: Settings, kind: JourneyKind, reply_wait: float = REPLY_WAIT) -> None:
+        self.client, self.settings, self.kind, self.reply_wait = client, settings, kind, reply_wait
 
     def _handle(self, entity_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(self.kind.workflow_id(entity_id))
 
-    async def _signal_with_start(self, entity_id: str, signal: str, arg: object, summary: str) -> WorkflowHandle:
-        return await self.client.start_workflow(
-            self.kind.workflow.run,
-            self.kind.empty_input(entity_id, self.settings),
+    def prepare(self, start: BaseModel) -> BaseModel:
+        """Stamp what the edge fills in (invited_at = now) and refuse what no journey could use."""
+        now = utc_now()
+        start = self.kind.stamp(start, now)
+        if (problem := self.kind.check(start, now)) is not None:
+            raise Rejected(problem[1], field=problem[0])
+        return start
+
+    def _start_options(self, entity_id: str, summary: str) -> dict[str, Any]:
+        return dict(
             id=self.kind.workflow_id(entity_id),
             task_queue=self.settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            start_signal=signal,
-            start_signal_args=[arg],
             search_attributes=search.at_start(self.kind.name, entity_id),
             static_summary=summary,
         )
 
-    async def begin(self, entity_id: str, start: object, summary: str, *, wait: bool = True) -> tuple[bool, Any]:
-        """(created, state). Starting the same id again changes nothing. With `wait=False` (bulk
-        imports) the state is not read back and is None."""
-        try:
-            handle = await self._signal_with_start(entity_id, self.kind.start_signal, start, summary)
-        except WorkflowAlreadyStartedError:  # it existed and has ended
-            return False, (await self.state(entity_id, wait=False) if wait else None)
-        created = bool(getattr(getattr(handle, "_start_workflow_response", None), "started", False))
-        return created, (await self.state(entity_id) if wait else None)
+    def _empty_input(self, entity_id: str) -> BaseModel:
+        return self.kind.empty_input(entity_id, default_policy(self.kind, self.settings))
 
-    async def send_event(self, entity_id: str, event: Any) -> tuple[EventOutcome | None, Any]:
-        """Deliver one event and, when a worker is up, return its outcome and the new plan."""
-        if "received_at" in type(event).model_fields:
-            event = event.model_copy(update={"received_at": utc_now()})
+    async def _update_with_start(self, entity_id: str, update: Any, arg: BaseModel, summary: str) -> Any:
+        """The update's reply; None when no worker answered within `reply_wait`."""
+        operation = WithStartWorkflowOperation(self.kind.workflow.run, self._empty_input(entity_id),
+                                               **self._start_options(entity_id, summary))
         try:
-            await self._signal_with_start(entity_id, "event", event,
-                                          f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})")
+            return await asyncio.wait_for(
+                self.client.execute_update_with_start_workflow(update, arg, start_workflow_operation=operation),
+                timeout=self.reply_wait)
+        except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker took it in time
+            return None
         except WorkflowAlreadyStartedError as err:
-            state = await self.state(entity_id, wait=False)
-            status = state.status.value if state else "closed"
-            raise Conflict(f"{self.kind.name} {entity_id} has already ended ({status})",
-                           field=f"{self.kind.name}_id") from err
-        key = event.dedupe_key()
-        state = None
-        deadline = asyncio.get_running_loop().time() + EVENT_REPORT_WAIT
-        while asyncio.get_running_loop().time() < deadline:  # the signal is durable; this only waits to report
-            state = await self.state(entity_id, wait=False)
-            if state is None:  # no worker answered: the event waits in the journey's history
-                return None, None
-            outcome = next((o for o in reversed(state.events) if o.event == key), None)
-            if outcome is not None:
-                return outcome, state
-            await asyncio.sleep(0.05)
-        return None, state
+            raise await self._ended(entity_id) from err
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == JOURNEY_ENDED:
+                raise Conflict(cause.message, field=self.kind.id_field) from err
+            if isinstance(cause, ApplicationError) and cause.type == EVENT_REFUSED:
+                field = cause.details[0] if cause.details else None
+                raise Rejected(cause.message, field=field) from err
+            raise Unavailable(f"the journey could not take it: {cause or err}") from err
+        except RPCError as err:
+            raise Unavailable(f"Temporal could not answer: {err.message}") from err
+
+    async def _ended(self, entity_id: str) -> Conflict:
+        state = await self.state(entity_id, wait=False)
+        status = state.status.value if state else "closed"
+        return Conflict(f"{self.kind.name} {entity_id} has already ended ({status})", field=self.kind.id_field)
+
+    async def _signal_with_start(self, entity_id: str, signal: str, arg: BaseModel, summary: str) -> None:
+        try:
+            await self.client.start_workflow(self.kind.workflow.run, self._empty_input(entity_id), start_signal=signal,
+                                             start_signal_args=[arg], **self._start_options(entity_id, summary))
+        except WorkflowAlreadyStartedError as err:
+            raise await self._ended(entity_id) from err
+
+    # --- starts ---------------------------------------------------------------------------------
+
+    async def start(self, start: BaseModel) -> Answer:
+        """Start (or find) the journey; `created` is True when this call started it."""
+        start = self.prepare(start)
+        entity_id = self.kind.entity_id(start)
+        try:
+            reply = await self._update_with_start(entity_id, self.kind.workflow.start_journey, start,
+                                                  self.kind.summary(start))
+        except Conflict:  # it existed and has ended: starting it again changes nothing
+            return Answer(state=await self.state(entity_id, wait=False), created=False)
+        if reply is None:
+            await self.start_durably(start)
+            return Answer(state=None, accepted=True)
+        return Answer(state=reply.state, created=reply.created)
+
+    async def start_durably(self, start: BaseModel) -> None:
+        """The start as signal-with-start: durable with no worker up (bulk imports, the fallback)."""
+        start = self.prepare(start)
+        try:
+            await self._signal_with_start(self.kind.entity_id(start), self.kind.start_signal, start,
+                                          self.kind.summary(start))
+        except Conflict:
+            pass  # it ran before: a closed journey is never started again
+
+    async def start_new(self, start: BaseModel) -> bool:
+        """An id never seen (a fresh import row): a plain start carrying the start in its input, one
+        request and no event. If the id exists after all, the usual start decides. True if started."""
+        start = self.prepare(start)
+        entity_id = self.kind.entity_id(start)
+        workflow_input = self.kind.input_model(**{**self._empty_input(entity_id).model_dump(),
+                                                  self.kind.input_field: start})
+        try:
+            await self.client.start_workflow(self.kind.workflow.run, workflow_input,
+                                             **{**self._start_options(entity_id, self.kind.summary(start)),
+                                                "id_conflict_policy": WorkflowIDConflictPolicy.FAIL})
+            return True
+        except WorkflowAlreadyStartedError:
+            await self.start_durably(start)
+            return False
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _checked(self, event: BaseModel) -> BaseModel:
+        for name in TIMED_FIELDS:
+            moment = getattr(event, name, None)
+            if moment is not None and moment <= utc_now():
+                raise Rejected(f"{name} is in the past", field=name)
+        if event.event_id is None:  # an id makes a fallback signal and a late update apply once
+            event = event.model_copy(update={"event_id": f"api-{uuid.uuid4().hex}"})
+        return event
+
+    async def send_event(self, entity_id: str, event: BaseModel) -> Answer:
+        """Apply one event and answer with its outcome and the new plan; refused → Rejected (422),
+        the journey is over → Conflict (409)."""
+        event = self._checked(event)
+        summary = f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})"
+        reply = await self._update_with_start(entity_id, self.kind.workflow.apply_event, event, summary)
+        if reply is None:
+            await self.signal_event(entity_id, event)
+            return Answer(state=None, accepted=True)
+        return Answer(state=reply.state, event=reply.event)
+
+    async def signal_event(self, entity_id: str, event: BaseModel) -> None:
+        """The event as signal-with-start: durable with no worker up; no reply."""
+        await self._signal_with_start(entity_id, "event", event,
+                                      f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})")
+
+    # --- reading --------------------------------------------------------------------------------
 
     async def state(self, entity_id: str, wait: bool = True) -> Any:
         """Live state by query (needs a worker); None when no worker answered in time."""
@@ -170,91 +224,7 @@ class Journeys:
                                           timeout=5 if wait else 2)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound(f"no {self.kind.name} {entity_id!r}", field=f"{self.kind.name}_id") from err
+                raise NotFound(f"no {self.kind.name} {entity_id!r}", field=self.kind.id_field) from err
             raise Unavailable(f"Temporal could not answer: {err.message}") from err
         except asyncio.TimeoutError:
             return None
-
-
-INTERVIEW = Kind("interview", InterviewJourney, "invite",
-                 lambda entity_id, settings: InterviewInput(interview_id=entity_id,
-                                                            policy=default_interview_policy(settings)),
-                 InterviewEvent)
-APPOINTMENT = Kind("appointment", AppointmentJourney, "book",
-                   lambda entity_id, settings: AppointmentInput(appointment_id=entity_id), AppointmentEvent)
-
-
-LEAD = Kind("lead", LeadJourney, "begin", lambda entity_id, settings: LeadInput(lead_id=entity_id), LeadEvent)
-SESSION = Kind("session", SessionJourney, "begin", lambda entity_id, settings: SessionInput(session_id=entity_id),
-               SessionEvent)
-KINDS = {kind.name: kind for kind in (INTERVIEW, APPOINTMENT, LEAD, SESSION)}
-
-
-class Interviews(Journeys):
-    def __init__(self, client: Client, settings: Settings) -> None:
-        super().__init__(client, settings, INTERVIEW)
-
-    async def start(self, invitation: Invitation, *, wait: bool = True) -> tuple[bool, InterviewState | None]:
-        if invitation.invited_at is None:
-            invitation = invitation.model_copy(update={"invited_at": utc_now()})
-        assert invitation.invited_at is not None
-        summary = (f"Interview {invitation.interview_id} with {invitation.candidate.name} "
-                   f"<{invitation.candidate.email}>, invited {when(invitation.invited_at)}")
-        return await self.begin(invitation.interview_id, invitation, summary, wait=wait)
-
-
-class Appointments(Journeys):
-    def __init__(self, client: Client, settings: Settings) -> None:
-        super().__init__(client, settings, APPOINTMENT)
-
-    async def start(self, booking: Booking, *, wait: bool = True) -> tuple[bool, AppointmentState | None]:
-        summary = (f"Appointment {booking.appointment_id}: {booking.patient.name} <{booking.patient.email}> "
-                   f"with {booking.doctor} at {when(booking.scheduled_at)}")
-        return await self.begin(booking.appointment_id, booking, summary, wait=wait)
-
-
-class LeadJourneys(Journeys):
-    def __init__(self, client: Client, settings: Settings) -> None:
-        super().__init__(client, settings, LEAD)
-
-    async def start(self, lead: Lead, *, wait: bool = True) -> tuple[bool, LeadState | None]:
-        lead = self._stamped(lead)
-        return await self.begin(lead.lead_id, lead, self._summary(lead), wait=wait)
-
-    async def start_imported(self, lead: Lead) -> bool:
-        """A lead the import has not seen before: a plain start that carries the lead in its input,
-        one request and no signal event (the dev server's CPU per start bounds an import). If the
-        id exists after all (an early event made it wait for its start, or it ran before), the
-        usual signal-with-start decides. True if this call started it."""
-        lead = self._stamped(lead)
-        try:
-            await self.client.start_workflow(
-                LeadJourney.run, LeadInput(lead_id=lead.lead_id, lead=lead), id=self.kind.workflow_id(lead.lead_id),
-                task_queue=self.settings.temporal_task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=search.at_start(self.kind.name, lead.lead_id),
-                static_summary=self._summary(lead),
-            )
-            return True
-        except WorkflowAlreadyStartedError:
-            created, _ = await self.begin(lead.lead_id, lead, self._summary(lead), wait=False)
-            return created
-
-    @staticmethod
-    def _stamped(lead: Lead) -> Lead:
-        return lead if lead.started_at is not None else lead.model_copy(update={"started_at": utc_now()})
-
-    @staticmethod
-    def _summary(lead: Lead) -> str:
-        return f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}"
-
-
-class Sessions(Journeys):
-    def __init__(self, client: Client, settings: Settings) -> None:
-        super().__init__(client, settings, SESSION)
-
-    async def start(self, session: ClassSession, *, wait: bool = True) -> tuple[bool, SessionState | None]:
-        summary = (f"Session {session.session_id} \"{session.title}\" with {session.tutor.name}, "
-                   f"{when(session.starts_at)}, {len(session.attendees)} attendee(s)")
-        return await self.begin(session.session_id, session, summary, wait=wait)

@@ -7,10 +7,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-with workflow.unsafe.imports_passed_through():
-    from activities.send import SendActivities
-    from workflows.blocks import SEND_RETRY, SEND_TIMEOUT
-    from workflows.models import SendResult
+from workflows.contracts import RECORDED_REQUEST, SEND_MESSAGE, SendRequest, SendResult
+from workflows.core.send import SEND_RETRY, SEND_TIMEOUT
 
 
 def workflow_id(new_key: str) -> str:
@@ -21,14 +19,14 @@ def workflow_id(new_key: str) -> str:
 class ResendMessage:
     @workflow.run
     async def run(self, original_key: str, new_key: str) -> SendResult:
-        recorded = await workflow.execute_activity_method(
-            SendActivities.recorded_request, original_key, start_to_close_timeout=timedelta(seconds=30),
-            summary=f"load {original_key}",
+        recorded = await workflow.execute_activity(
+            RECORDED_REQUEST, original_key, result_type=SendRequest | None,  # type: ignore[arg-type]
+            start_to_close_timeout=timedelta(seconds=30), summary=f"load {original_key}",
         )
         if recorded is None:
             raise ApplicationError(f"no message {original_key!r} to resend", type="UnknownMessage", non_retryable=True)
         request = recorded.model_copy(update={"key": new_key, "due_at": workflow.now(), "not_after": None})
-        return await workflow.execute_activity_method(
-            SendActivities.send_message, request, start_to_close_timeout=SEND_TIMEOUT, retry_policy=SEND_RETRY,
+        return await workflow.execute_activity(
+            SEND_MESSAGE, request, result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=SEND_RETRY,
             summary=f"resend {original_key} as {new_key}",
         )

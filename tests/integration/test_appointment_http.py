@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 
 from starter.client import FollowupsClient
-from workflows.models import Booking, Recipient
+from workflows.appointment.models import Booking
+from workflows.contracts import Recipient
 
 
 def _booking(uid: str, in_seconds: float, **fields) -> dict:
@@ -92,10 +93,10 @@ async def test_forced_resend_and_the_python_client(stack, uid):
 
     def steer() -> tuple:
         with FollowupsClient(stack.base_url, api_key=stack.settings.api_keys[0]) as client:
-            started = client.start_appointment(booking)
-            confirmed = client.confirm_appointment(uid, event_id=f"confirm-{uid}")
-            resent = client.resend_appointment_reminder(uid, event_id=f"resend-{uid}")
-            again = client.resend_appointment_reminder(uid, event_id=f"resend-{uid}")  # a retry: once
+            started = client.appointments.start(booking)
+            confirmed = client.appointments.confirm(uid, event_id=f"confirm-{uid}")
+            resent = client.appointments.resend_reminder(uid, event_id=f"resend-{uid}")
+            again = client.appointments.resend_reminder(uid, event_id=f"resend-{uid}")  # a retry: once
             return started, confirmed, resent, again
 
     started, confirmed, resent, again = await asyncio.to_thread(steer)

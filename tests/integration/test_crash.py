@@ -21,10 +21,12 @@ from pathlib import Path
 import asyncpg
 
 from settings import Settings
-from starter.service import Interviews
+from starter.service import Journeys
+from workflows.registry import INTERVIEW
 from starter.sink import Sink, SinkServer
-from workflows.interview import InterviewJourney, workflow_id
-from workflows.models import Invitation, InterviewEvent, InterviewPolicyOverrides, Recipient
+from workflows.interview.workflow import InterviewJourney, workflow_id
+from workflows.contracts import Recipient
+from workflows.interview.models import InterviewEvent, InterviewPolicyOverrides, Invitation, interview_event
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = 60
@@ -61,7 +63,7 @@ async def test_sigkill_mid_burst_loses_nothing(local_env, database_url):
                             temporal_task_queue=f"crash-{run}")
         address = local_env.client.service_client.config.target_host
         proc = spawn_worker(settings, address)
-        interviews = Interviews(local_env.client, settings)
+        interviews = Journeys(local_env.client, settings, INTERVIEW)
         policy = InterviewPolicyOverrides(followup_after=timedelta(seconds=4), followup_interval=timedelta(seconds=1),
                                           max_followups=FOLLOWUPS_EACH, expire_after=timedelta(minutes=10))
         await asyncio.gather(*(
@@ -92,7 +94,7 @@ async def test_sigkill_mid_burst_loses_nothing(local_env, database_url):
             # in-flight sends are retried once their 30 s start-to-close timeout passes
             await wait_for(all_followups_done, 120, "every follow-up to be taken after the restart")
             for n in range(JOURNEYS):
-                await interviews.send_event(f"crash-{run}-{n}", InterviewEvent(kind="cancel", reason="test over"))
+                await interviews.send_event(f"crash-{run}-{n}", interview_event(kind="cancel", reason="test over"))
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -26,10 +26,12 @@ import worker
 from settings import Settings
 from starter import embedded
 from starter.connect import connect_temporal
-from starter.service import Interviews
+from starter.service import Journeys
+from workflows.registry import INTERVIEW
 from starter.sink import Sink, SinkServer, free_port
-from workflows.interview import InterviewJourney, workflow_id
-from workflows.models import Invitation, InterviewEvent, InterviewPolicyOverrides, Recipient
+from workflows.interview.workflow import InterviewJourney, workflow_id
+from workflows.contracts import Recipient
+from workflows.interview.models import InterviewEvent, InterviewPolicyOverrides, Invitation, interview_event
 
 
 async def wait_for(predicate, timeout: float, what: str, every: float = 0.05) -> None:
@@ -68,8 +70,8 @@ async def followups_sent(client, interview_ids, at_least: int) -> bool:
     return True
 
 
-async def end_journeys(interviews: Interviews, interview_ids) -> None:
-    await asyncio.gather(*(interviews.send_event(i, InterviewEvent(kind="cancel", reason="test over"))
+async def end_journeys(interviews: Journeys, interview_ids) -> None:
+    await asyncio.gather(*(interviews.send_event(i, interview_event(kind="cancel", reason="test over"))
                            for i in interview_ids))
 
 
@@ -99,8 +101,8 @@ async def test_temporal_restart_on_the_same_file_while_journeys_sleep(database_u
         try:
             async with worker.running_worker(settings, env.client):
                 started = await asyncio.gather(*(
-                    Interviews(env.client, settings).start(invitation(i, f"{i}@example.com", policy)) for i in ids))
-                assert all(created for created, _ in started)
+                    Journeys(env.client, settings, INTERVIEW).start(invitation(i, f"{i}@example.com", policy)) for i in ids))
+                assert all(answer.created for answer in started)
             delivered_before_stop = sum(sink.keys().values())
             stopped, env = env, None
             await stopped.shutdown()  # the server process goes away; the sleeping timers live in the file
@@ -112,7 +114,7 @@ async def test_temporal_restart_on_the_same_file_while_journeys_sleep(database_u
                                .status.value == "pending" for i in ids])
                 await wait_for(lambda: followups_sent(client, ids, followups), 50,
                                "every follow-up after the restart")
-                await end_journeys(Interviews(client, settings), ids)
+                await end_journeys(Journeys(client, settings, INTERVIEW), ids)
         finally:
             if env is not None:
                 await env.shutdown()
@@ -148,7 +150,7 @@ async def test_smtp_outage_is_retried_with_backoff_and_a_5xx_is_recorded_once(lo
         host, port = smtp.host, smtp.port
     settings = Settings(database_url=database_url, smtp_host=host, smtp_port=port, temporal_task_queue=f"smtp-{run}")
     client = local_env.client
-    interviews = Interviews(client, settings)
+    interviews = Journeys(client, settings, INTERVIEW)
     async with worker.running_worker(settings, client):
         await asyncio.gather(*(interviews.start(invitation(i, f"{i}@example.com", policy)) for i in ids))
 
@@ -210,7 +212,7 @@ async def test_postgres_restart_mid_burst_loses_and_duplicates_nothing(local_env
         with SinkServer(sink) as smtp:
             settings = Settings(database_url=database_url, smtp_host=smtp.host, smtp_port=smtp.port,
                                 temporal_task_queue=f"pgrestart-{run}")
-            interviews = Interviews(client, settings)
+            interviews = Journeys(client, settings, INTERVIEW)
             async with worker.running_worker(settings, client):
                 # A burst spread over ~4 s: journey n is due 3 s + n × 0.1 s after its start.
                 await asyncio.gather(*(
@@ -294,4 +296,7 @@ async def test_api_bursts_of_duplicate_starts_and_events_apply_once(stack, uid):
         assert runs[i] == 1, (i, runs[i])
         assert len(applied[i]) == 1 and applied[i][0]["applied"], (i, applied[i])
         assert shown[i]["state"]["status"] == "scheduled" and shown[i]["state"]["scheduled_at"]
-    assert confirm_codes == Counter({200: len(ids) * copies}), confirm_codes
+    # 20 concurrent copies of one event per journey exceed Temporal's 10 updates in flight per
+    # workflow: a copy that gets no reply in time falls back to a signal and is answered 202
+    # (accepted). Either way the event applies once (asserted above), and nothing is a 5xx.
+    assert set(confirm_codes) <= {200, 202} and sum(confirm_codes.values()) == len(ids) * copies, confirm_codes

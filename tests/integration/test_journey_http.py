@@ -25,18 +25,14 @@ import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.mail import message_id
-from starter.api import InterviewView, MessageView
+from starter.views import VIEWS, MessageView
+
+InterviewView = VIEWS["interview"]
 from starter.client import FollowupsClient, FollowupsError
-from workflows.interview_rules import followup_key, reminder_key
-from workflows.models import (
-    InterviewPolicyOverrides,
-    InterviewState,
-    InterviewStatus,
-    Invitation,
-    PlannedStep,
-    Recipient,
-    StepKind,
-)
+from workflows.interview.rules import followup_key, reminder_key
+from workflows.contracts import Recipient
+from workflows.core.steps import PlannedStep, StepKind
+from workflows.interview.models import InterviewPolicyOverrides, InterviewState, InterviewStatus, Invitation
 
 DEADLINE = 30.0  # seconds any one awaited thing may take on a loaded 2-core machine
 
@@ -402,7 +398,7 @@ async def test_confirm_then_reschedule_returns_the_new_plan_and_reminds_only_for
                                     json={"scheduled_at": final_time.isoformat(), "event_id": f"ats-{uid}-1"})
     assert moved.status_code == 200, moved.text
     body = moved.json()
-    assert body["event"] == {"event": f"ats-{uid}-1", "applied": True, "reason": None}
+    assert body["event"] == {"event": f"ats-{uid}-1", "applied": True, "reason": None, "code": "applied", "field": None}
     assert body["state"]["status"] == "scheduled"
     assert at(body["state"]["scheduled_at"]) == final_time
     plan = body["state"]["next_step"]
@@ -520,12 +516,12 @@ async def test_python_client_start_confirm_show_and_messages_are_typed(stack, ba
     backend.started.append(uid)  # cancelled at the end like every other
     try:
         # The client is synchronous and the API serves on this event loop: call it from a thread.
-        started = await asyncio.to_thread(client.start_interview, invitation)
+        started = await asyncio.to_thread(client.interviews.start, invitation)
         assert isinstance(started, InterviewView) and started.created is True
         assert isinstance(started.state, InterviewState)
         assert started.state.status is InterviewStatus.PENDING
         assert started.state.policy.followup_after == timedelta(seconds=2)
-        again = await asyncio.to_thread(client.start_interview, invitation)
+        again = await asyncio.to_thread(client.interviews.start, invitation)
         assert again.created is False
 
         key = followup_key(uid, 1)
@@ -533,7 +529,7 @@ async def test_python_client_start_confirm_show_and_messages_are_typed(stack, ba
         await backend.state_when(uid, lambda s: s["followups_sent"] == 1, "the journey to count the follow-up")
 
         interview_at = (utc_now() + timedelta(days=3)).replace(microsecond=0)
-        confirmed = await asyncio.to_thread(client.confirm_interview, uid, interview_at, f"ats-{uid}")
+        confirmed = await asyncio.to_thread(client.interviews.confirm, uid, scheduled_at=interview_at, event_id=f"ats-{uid}")
         assert isinstance(confirmed, InterviewView)
         assert confirmed.event is not None and confirmed.event.applied
         assert confirmed.state is not None and confirmed.state.status is InterviewStatus.SCHEDULED
@@ -542,7 +538,7 @@ async def test_python_client_start_confirm_show_and_messages_are_typed(stack, ba
         assert isinstance(step, PlannedStep) and step.kind is StepKind.REMINDER
         assert step.at == interview_at - timedelta(hours=24)  # the settings' default reminder_before
 
-        shown = await asyncio.to_thread(client.get_interview, uid)
+        shown = await asyncio.to_thread(client.interviews.get, uid)
         assert shown.state is not None and shown.state.status is InterviewStatus.SCHEDULED
         assert shown.state.followups_sent == 1
         assert [m.key for m in shown.messages] == [key]
@@ -553,7 +549,7 @@ async def test_python_client_start_confirm_show_and_messages_are_typed(stack, ba
         assert isinstance(messages[0].sent_at, datetime) and messages[0].sent_at.tzinfo is not None
 
         with pytest.raises(FollowupsError) as missing:
-            await asyncio.to_thread(client.get_interview, f"missing-{uid}")
+            await asyncio.to_thread(client.interviews.get, f"missing-{uid}")
         assert missing.value.status == 404 and missing.value.field == "interview_id"
     finally:
         client.__exit__(None, None, None)

@@ -30,7 +30,7 @@ from activities.render import TEMPLATES_DIR
 from activities.store import MIGRATIONS_DIR
 from settings import Settings
 from starter.cli import app
-from workflows.search import ALL_KEYS
+from workflows.core.search import ALL_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -414,7 +414,8 @@ def dockerignored(path: str) -> bool:
 
 def needed_in_image() -> set[str]:
     tool = PYPROJECT["tool"]["setuptools"]
-    return ({"pyproject.toml", PYPROJECT["project"]["readme"]} | set(tool["packages"])
+    packages = {pattern.rstrip("*") for pattern in tool["packages"]["find"]["include"]}
+    return ({"pyproject.toml", PYPROJECT["project"]["readme"]} | packages
             | {f"{module}.py" for module in tool["py-modules"]}
             | {str(TEMPLATES_DIR.relative_to(ROOT)), str(MIGRATIONS_DIR.relative_to(ROOT))})
 

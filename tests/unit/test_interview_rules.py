@@ -28,20 +28,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from workflows import interview_rules as rules
-from workflows.models import (
-    CLOSED_STATUSES,
-    EventOutcome,
-    InterviewEvent,
-    InterviewPolicy,
-    InterviewState,
-    InterviewStatus,
-    Invitation,
-    PlannedStep,
-    Recipient,
-    StepKind,
-    too_late,
-)
+from workflows.interview import rules
+from workflows.contracts import Recipient
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, too_late
+from workflows.interview.models import CLOSED_STATUSES, InterviewEvent, InterviewPolicy, InterviewState, InterviewStatus, Invitation, interview_event
 
 UTC = timezone.utc
 H = timedelta(hours=1)
@@ -147,7 +137,7 @@ def simulate(journey: Journey, check_duplicates: bool = False) -> Trace:
     ]
     if journey.invitation is not None and journey.invite_at is not None:
         if journey.invite_at == journey.started_at:
-            rules.start(state, journey.invitation, journey.invitation.invited_at or now)
+            rules.start(state, journey.invitation, now)
         else:
             pending.append((journey.invite_at, -1, None))
     pending.sort(key=lambda item: (item[0], item[1]))
@@ -163,16 +153,16 @@ def simulate(journey: Journey, check_duplicates: bool = False) -> Trace:
             if not invited:
                 invited = True
                 assert journey.invitation is not None
-                rules.start(state, journey.invitation, journey.invitation.invited_at or now)
+                rules.start(state, journey.invitation, now)
             trace.deliveries.append(Delivery(next(seq), now, None, None, state.status))
             return
         if check_duplicates:
             once, twice = state.model_copy(deep=True), state.model_copy(deep=True)
-            first = rules.apply_event(once, event, now)
-            rules.apply_event(twice, event, now)
-            rules.apply_event(twice, event, now)
+            first = rules.apply_event(once, event, None, now)
+            rules.apply_event(twice, event, None, now)
+            rules.apply_event(twice, event, None, now)
             trace.duplicate_checks.append(DuplicateCheck(event, first, once.model_dump(), twice.model_dump()))
-        outcome = rules.apply_event(state, event, now)
+        outcome = rules.apply_event(state, event, None, now)
         trace.deliveries.append(Delivery(next(seq), now, event, outcome, state.status))
         note_close(f"event:{event.kind}")
 
@@ -244,7 +234,7 @@ def invitation(invited_at: datetime | None = T0, scheduled_at: datetime | None =
 
 
 def event(kind: str, at: datetime, scheduled_at: datetime | None = None, event_id: str | None = None) -> Timed:
-    return Timed(at, InterviewEvent(kind=kind, scheduled_at=scheduled_at, event_id=event_id))
+    return Timed(at, interview_event(kind=kind, scheduled_at=scheduled_at, event_id=event_id))
 
 
 def journey(*events: Timed, policy: InterviewPolicy = InterviewPolicy(), started_at: datetime = T0,
@@ -411,7 +401,7 @@ def test_cancel_sends_nothing_more():
 
 def test_an_event_after_the_end_is_rejected_and_changes_nothing():
     state = InterviewState(interview_id="42", status=InterviewStatus.CANCELLED, invited_at=T0)
-    outcome = rules.apply_event(state, InterviewEvent(kind="confirm", scheduled_at=T0 + 9 * D), T0 + H)
+    outcome = rules.apply_event(state, interview_event(kind="confirm", scheduled_at=T0 + 9 * D), None, T0 + H)
     assert outcome.applied is False and state.status == InterviewStatus.CANCELLED and state.scheduled_at is None
 
 
@@ -444,10 +434,10 @@ def test_without_an_invitation_the_journey_is_abandoned_after_the_hold():
 
 def test_the_same_event_twice_applies_once():
     state = InterviewState(interview_id="42", status=InterviewStatus.PENDING, invited_at=T0)
-    confirm = InterviewEvent(kind="confirm", scheduled_at=T0 + 5 * D, event_id="abc")
-    assert rules.apply_event(state, confirm, T0 + H).applied is True
+    confirm = interview_event(kind="confirm", scheduled_at=T0 + 5 * D, event_id="abc")
+    assert rules.apply_event(state, confirm, None, T0 + H).applied is True
     before = state.model_dump()
-    second = rules.apply_event(state, confirm, T0 + 2 * H)
+    second = rules.apply_event(state, confirm, None, T0 + 2 * H)
     assert second.applied is False and "duplicate" in second.reason
     assert state.model_dump() == before
 

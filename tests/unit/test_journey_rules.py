@@ -46,39 +46,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from workflows import appointment_rules, lead_rules, session_rules
-from workflows.blocks import with_overrides
-from workflows.models import (
-    APPOINTMENT_CLOSED,
-    LEAD_CLOSED,
-    SESSION_CLOSED,
-    AppointmentEvent,
-    AppointmentPolicy,
-    AppointmentState,
-    AppointmentStatus,
-    Attendee,
-    Booking,
-    ClassSession,
-    EventOutcome,
-    Lead,
-    LeadEvent,
-    LeadPolicy,
-    LeadPolicyOverrides,
-    LeadState,
-    LeadStatus,
-    LeadStep,
-    PlannedStep,
-    Recipient,
-    SendStatus,
-    SessionEvent,
-    SessionPolicy,
-    SessionState,
-    SessionStatus,
-    StepKind,
-    Tutor,
-    too_late,
-)
-from workflows.session import FAN_OUT_CHUNK
+from workflows.appointment import rules as appointment_rules
+from workflows.lead import rules as lead_rules
+from workflows.session import rules as session_rules
+from workflows.core.fields import with_overrides
+from workflows.appointment.models import APPOINTMENT_CLOSED, AppointmentEvent, AppointmentPolicy, AppointmentState, AppointmentStatus, Booking, appointment_event
+from workflows.contracts import Recipient, SendStatus
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, too_late
+from workflows.lead.models import LEAD_CLOSED, Lead, LeadEvent, LeadPolicy, LeadPolicyOverrides, LeadState, LeadStatus, LeadStep, lead_event as make_lead_event
+from workflows.session.models import Attendee, ClassSession, SESSION_CLOSED, SessionEvent, SessionPolicy, SessionState, SessionStatus, Tutor, session_event as make_session_event
+from workflows.session.workflow import FAN_OUT_CHUNK
 
 UTC = timezone.utc
 M = timedelta(minutes=1)
@@ -368,7 +345,7 @@ def appointment_time(trace: Trace, seq: int) -> datetime | None:
             break
         if isinstance(d.event, Booking) and time is None:
             time = d.event.scheduled_at
-        elif d.event.__class__ is AppointmentEvent and d.event.kind == "reschedule" and d.outcome.applied:
+        elif getattr(d.event, "kind", None) == "reschedule" and d.outcome.applied:
             time = d.event.scheduled_at
     return time
 
@@ -380,7 +357,7 @@ def booking(scheduled_at: datetime, confirmed: bool = False) -> Booking:
 
 def appt_event(kind: str, at: datetime, scheduled_at: datetime | None = None, event_id: str | None = None,
                notify: bool | None = None) -> Timed:
-    return Timed(at, AppointmentEvent(kind=kind, scheduled_at=scheduled_at, event_id=event_id, notify=notify))
+    return Timed(at, appointment_event(kind=kind, scheduled_at=scheduled_at, event_id=event_id, notify=notify))
 
 
 def appointment(scheduled_at: datetime, *events: Timed, policy: AppointmentPolicy = AppointmentPolicy(),
@@ -405,7 +382,7 @@ APPOINTMENT_EVENT_KINDS = st.sampled_from(["confirm", "reschedule", "reschedule"
 
 def draw_appointment_event(draw: st.DrawFn, started_at: datetime, event_id: str | None) -> AppointmentEvent:
     kind = draw(APPOINTMENT_EVENT_KINDS)
-    return AppointmentEvent(
+    return appointment_event(
         kind=kind, event_id=event_id,
         scheduled_at=started_at + draw(durations(-8, 400)) if kind == "reschedule" else None,
         notify=draw(NOTIFY) if kind == "cancel" else None,
@@ -695,7 +672,7 @@ def simulate_lead(j: LeadJourney, check_duplicates: bool = False) -> Trace:
             if lead is None:
                 lead = item
                 policy = state.policy = with_overrides(policy, item.policy)
-                rules.start(state, item, item.started_at or clock.now)
+                rules.start(state, item, clock.now)
             return None
         if check_duplicates:
             trace.duplicate_checks.append(twice(rules.apply_event, state, item))
@@ -733,7 +710,7 @@ def make_lead(started_at: datetime | None = None, steps: list[LeadStep] | None =
 
 
 def lead_event(kind: str, at: datetime, event_id: str | None = None, reference: str | None = None) -> Timed:
-    return Timed(at, LeadEvent(kind=kind, event_id=event_id, reference=reference))
+    return Timed(at, make_lead_event(kind=kind, event_id=event_id, reference=reference))
 
 
 def nurture(*events: Timed, policy: LeadPolicy = LeadPolicy(), started_at: datetime = T0, lead: Lead | None = None,
@@ -765,7 +742,7 @@ def lead_journeys(draw: st.DrawFn) -> LeadJourney:
     near = [started_at] + [(day_0 or begin_at or started_at) + step.after for step in lead.policy.steps or policy.steps]
 
     def event(d: st.DrawFn, event_id: str | None) -> LeadEvent:
-        return LeadEvent(kind=d(LEAD_EVENT_KINDS), event_id=event_id, reference=d(REFERENCES))
+        return make_lead_event(kind=d(LEAD_EVENT_KINDS), event_id=event_id, reference=d(REFERENCES))
 
     return LeadJourney(policy=policy, started_at=started_at, lead=lead, begin_at=begin_at,
                        events=draw_events(draw, started_at, event, 500, near, most=4),
@@ -969,7 +946,7 @@ def simulate_session(j: SessionJourney, check_duplicates: bool = False) -> Trace
                 policy = state.policy = with_overrides(policy, item.policy)
                 rules.start(state, item)
             return None
-        apply = lambda s, e: rules.apply_event(s, e, clock.now)  # noqa: E731
+        apply = lambda s, e: rules.apply_event(s, e, None, clock.now)  # noqa: E731
         if check_duplicates:
             trace.duplicate_checks.append(twice(apply, state, item))
         return apply(state, item)
@@ -1034,8 +1011,7 @@ def simulate_session(j: SessionJourney, check_duplicates: bool = False) -> Trace
             fan_out(rules.reminder_step(state.starts_at, state.starts_at - step.at), step, state.roster)
 
     def plan() -> PlannedStep | None:
-        first = bool(session and session.tutor.first_session)
-        return rules.next_step(state, policy, j.started_at, clock.now, first)
+        return rules.next_step(state, policy, j.started_at, clock.now)
 
     clock = Clock(trace, j.started_at, timeline(j.events, j.session, j.begin_at, j.started_at), deliver, skip,
                   j.outcomes, j.send_time, SESSION_CLOSED)
@@ -1086,7 +1062,7 @@ def person(name: str, *channels: str) -> Attendee:
 
 
 def session_event(kind: str, at: datetime, **fields) -> Timed:
-    return Timed(at, SessionEvent(kind=kind, **fields))
+    return Timed(at, make_session_event(kind=kind, **fields))
 
 
 def class_session(starts_at: datetime, attendees: list[Attendee], *events: Timed,
@@ -1134,7 +1110,7 @@ def draw_session_event(draw: st.DrawFn, started_at: datetime, event_id: str | No
         fields["recording_url"] = "https://lms.example.com/rec/5"
     elif kind == "checkin_answer":
         fields["ok"] = draw(st.booleans())
-    return SessionEvent(kind=kind, event_id=event_id, **fields)
+    return make_session_event(kind=kind, event_id=event_id, **fields)
 
 
 @st.composite
@@ -1475,7 +1451,7 @@ def test_session_every_event_delivered_twice_changes_nothing(j: SessionJourney):
 @given(st.lists(st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=400)), min_size=2,
                 max_size=10, unique=True))
 def test_distinct_offsets_never_share_a_key(many):
-    from workflows.blocks import offset_label
+    from workflows.core.timing import offset_label
 
     assert len({offset_label(o) for o in many}) == len(many)
     assert offset_label(timedelta(days=1, hours=2)) == "1d2h" and offset_label(timedelta(seconds=90.25)) == "1m30s250ms"

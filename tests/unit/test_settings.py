@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
 
+import email_validator
 import pytest
-from pydantic import ValidationError
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from settings import Settings
+from settings import Settings, apply_process_settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
@@ -47,3 +49,39 @@ def test_bad_values_fail_loudly(monkeypatch):
     monkeypatch.setenv("FOLLOWUPS_SMTP_TLS", "sometimes")
     with pytest.raises(ValidationError, match="smtp_tls"):
         Settings()
+
+
+def test_test_domains_are_refused_unless_the_settings_allow_them(monkeypatch):
+    monkeypatch.setattr(email_validator, "TEST_ENVIRONMENT", email_validator.TEST_ENVIRONMENT)  # put back after
+    address = TypeAdapter(EmailStr)
+    apply_process_settings(Settings())  # production: the default
+    with pytest.raises(ValidationError, match="special-use or reserved name"):
+        address.validate_python("pat@example.test")
+
+    monkeypatch.setenv("FOLLOWUPS_ALLOW_TEST_DOMAINS", "true")
+    apply_process_settings(Settings())
+    assert address.validate_python("pat@example.test") == "pat@example.test"
+    with pytest.raises(ValidationError, match="special-use or reserved name"):
+        address.validate_python("pat@example.invalid")  # only .test is lifted
+
+    apply_process_settings(Settings(allow_test_domains=False))
+    with pytest.raises(ValidationError, match="special-use or reserved name"):
+        address.validate_python("pat@example.test")
+
+
+def test_settings_read_back_from_their_environment(monkeypatch):
+    """What `followups dev --workers N` gives each worker process reads back to the same settings."""
+    settings = Settings(
+        database_url="postgresql://u:p@db.example.com:5432/followups?sslmode=require", smtp_host="smtp.example.com",
+        smtp_password="pa55 word", api_keys=["k1", "k2"], temporal_tls_cert_path=Path("/certs/client.pem"),
+        interview_followup_after=timedelta(hours=72, minutes=30), smtp_timeout_seconds=12.5, allow_test_domains=True,
+        postal_address="Followups, 1 Example Street, 10115 Berlin",
+    )
+    for name in list(os.environ):
+        if name.startswith("FOLLOWUPS_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    for name, value in settings.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == settings
+    assert settings.as_environment()["FOLLOWUPS_SMTP_PASSWORD"] == "pa55 word"  # in clear: for a child's environment
+    assert "FOLLOWUPS_WEBHOOK_URL" not in settings.as_environment()  # unset stays unset

@@ -7,15 +7,9 @@ from datetime import timedelta
 from temporalio.common import WorkflowIDConflictPolicy
 
 from tests.workflow.conftest import Driver, driver_fixture
-from workflows.appointment import AppointmentJourney
-from workflows.models import (
-    APPOINTMENT_CLOSED,
-    AppointmentEvent,
-    AppointmentInput,
-    AppointmentStatus,
-    Booking,
-    Recipient,
-)
+from workflows.appointment.workflow import AppointmentJourney
+from workflows.appointment.models import APPOINTMENT_CLOSED, AppointmentEvent, AppointmentInput, AppointmentStatus, Booking, appointment_event
+from workflows.contracts import Recipient
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -41,7 +35,7 @@ class Appointment(Driver):
         )
 
     async def event(self, kind: str, **fields) -> None:
-        await self.signal(AppointmentEvent(kind=kind, **fields))
+        await self.signal(appointment_event(kind=kind, **fields))
 
 
 appointment = driver_fixture(Appointment)

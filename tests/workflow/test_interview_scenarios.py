@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from starter.service import Interviews
+from starter.service import Journeys
+from workflows.registry import INTERVIEW
 from tests.workflow.conftest import Driver, driver_fixture
-from workflows.interview import InterviewJourney, workflow_id
-from workflows.models import CLOSED_STATUSES, Invitation, InterviewEvent, InterviewInput, InterviewStatus, Recipient
+from workflows.interview.workflow import InterviewJourney, workflow_id
+from workflows.contracts import Recipient
+from workflows.interview.models import CLOSED_STATUSES, InterviewEvent, InterviewInput, InterviewStatus, Invitation, interview_event
 
 H = timedelta(hours=1)
 
@@ -38,10 +40,10 @@ class Scenario(Driver):
             slot_selection_url=f"https://jobs.example.com/slots/{self.entity_id}",
             **fields,
         )
-        await Interviews(self.client, self.settings).start(invitation)
+        await Journeys(self.client, self.settings, INTERVIEW).start_durably(invitation)
 
     async def event(self, kind: str, scheduled_at: datetime | None = None, **fields) -> None:
-        await self.signal(InterviewEvent(kind=kind, scheduled_at=scheduled_at, **fields))
+        await self.signal(interview_event(kind=kind, scheduled_at=scheduled_at, **fields))
 
 
 scenario = driver_fixture(Scenario)
@@ -167,7 +169,7 @@ async def test_event_before_the_start_is_held_and_applied(scenario):
     handle = await scenario.client.start_workflow(
         InterviewJourney.run, InterviewInput(interview_id=scenario.interview_id), id=workflow_id(scenario.interview_id),
         task_queue=scenario.settings.temporal_task_queue, start_signal="event",
-        start_signal_args=[InterviewEvent(kind="confirm", scheduled_at=now + 100 * H)],
+        start_signal_args=[interview_event(kind="confirm", scheduled_at=now + 100 * H)],
     )
     assert (await handle.query(InterviewJourney.state_query)).status == InterviewStatus.AWAITING_START
     await scenario.start()

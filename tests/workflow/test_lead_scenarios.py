@@ -7,10 +7,12 @@ from datetime import timedelta
 import asyncpg
 
 from activities.store import Suppressions
-from starter.service import LeadJourneys
+from starter.service import Journeys
+from workflows.registry import LEAD
 from tests.workflow.conftest import Driver, driver_fixture
-from workflows.lead import LeadJourney
-from workflows.models import LEAD_CLOSED, Lead, LeadEvent, LeadStatus, Recipient
+from workflows.lead.workflow import LeadJourney
+from workflows.contracts import Recipient
+from workflows.lead.models import LEAD_CLOSED, Lead, LeadEvent, LeadStatus, lead_event
 
 D = timedelta(days=1)
 H = timedelta(hours=1)
@@ -26,10 +28,10 @@ class LeadScenario(Driver):
         lead = Lead(lead_id=self.entity_id, contact=Recipient(email=f"l-{self.entity_id}@example.com", name="Lee"),
                     campaign=f"spring-{self.entity_id}", company="Acme", offer_url="https://shop.example.com/offer",
                     started_at=self.anchor, **fields)
-        await LeadJourneys(self.client, self.settings).start(lead)
+        await Journeys(self.client, self.settings, LEAD).start_durably(lead)
 
     async def event(self, kind: str, **fields) -> None:
-        await self.signal(LeadEvent(kind=kind, **fields))
+        await self.signal(lead_event(kind=kind, **fields))
 
     async def recorded(self) -> asyncpg.Record:
         conn = await asyncpg.connect(self.database_url)

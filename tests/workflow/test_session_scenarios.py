@@ -17,11 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from activities.webhook import signature
-from starter.service import Sessions
+from starter.service import Journeys
+from workflows.registry import SESSION
 from starter.sink import free_port
 from tests.workflow.conftest import Driver, driver_fixture
-from workflows.models import SESSION_CLOSED, Attendee, ClassSession, SessionEvent, SessionStatus, Tutor
-from workflows.session import SessionJourney
+from workflows.session.models import Attendee, ClassSession, SESSION_CLOSED, SessionEvent, SessionStatus, Tutor, session_event
+from workflows.session.workflow import SessionJourney
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -77,10 +78,10 @@ class SessionScenario(Driver):
         session = ClassSession(session_id=self.entity_id, title="Algebra 1", course="math-101",
                                starts_at=self.anchor + starts_in, ends_at=self.anchor + starts_in + H,
                                join_url="https://lms.example.com/join/1", attendees=attendees, **fields)
-        await Sessions(self.client, self.settings).start(session)
+        await Journeys(self.client, self.settings, SESSION).start_durably(session)
 
     async def event(self, kind: str, **fields) -> None:
-        await self.signal(SessionEvent(kind=kind, **fields))
+        await self.signal(session_event(kind=kind, **fields))
 
     async def by_attendee(self) -> dict[str, list[str]]:
         """attendee → the steps actually delivered to them (email channel)."""

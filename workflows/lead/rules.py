@@ -5,19 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.blocks import record_outcome, screen_event, when
-from workflows.models import (
-    LEAD_CLOSED,
-    EventOutcome,
-    Lead,
-    LeadEvent,
-    LeadPolicy,
-    LeadState,
-    LeadStatus,
-    PlannedStep,
-    Skip,
-    StepKind,
-)
+from workflows.core.events import record_outcome, screen_event
+from workflows.core.steps import EventOutcome, PlannedStep, Skip, StepKind
+from workflows.core.timing import when
+from workflows.lead.models import LEAD_CLOSED, Converted, Lead, LeadEvent, LeadPolicy, LeadState, LeadStatus
 
 ENDS_IN = {"converted": LeadStatus.CONVERTED, "replied": LeadStatus.REPLIED, "cancel": LeadStatus.CANCELLED}
 SUPPRESSED_PREFIX = "recipient suppressed"  # how the send step words a skip for a suppressed address
@@ -43,23 +34,24 @@ def next_step(state: LeadState, policy: LeadPolicy, awaiting_since: datetime, no
                        label=f"email {number} of {len(policy.steps)} ({step.template}) due {when(at)}")
 
 
-def start(state: LeadState, lead: Lead, started_at: datetime) -> None:
+def start(state: LeadState, lead: Lead, now: datetime) -> None:
     state.campaign = lead.campaign
     state.contact_email = str(lead.contact.email)
-    state.started_at = started_at
+    state.started_at = lead.started_at or now
     if state.status == LeadStatus.AWAITING_START:
         state.status = LeadStatus.NURTURING
 
 
-def apply_event(state: LeadState, event: LeadEvent) -> EventOutcome:
+def apply_event(state: LeadState, event: LeadEvent, policy: LeadPolicy | None = None,
+                now: datetime | None = None) -> EventOutcome:
     """Twice the same event = once; after the journey ended only a repeat of what ended it is a
     (harmless) duplicate."""
     if (screened := screen_event(state, event, LEAD_CLOSED, {k: v.value for k, v in ENDS_IN.items()})) is not None:
         return screened
     state.status = ENDS_IN[event.kind]
-    if event.kind == "converted":
-        state.conversion_reference = event.reference
-    return record_outcome(state, event.dedupe_key(), True, event.reference)
+    reference = event.reference if isinstance(event, Converted) else None
+    state.conversion_reference = reference if isinstance(event, Converted) else state.conversion_reference
+    return record_outcome(state, event.dedupe_key(), True, reference)
 
 
 def record_skip(state: LeadState, step: str, reason: str, now: datetime) -> None:

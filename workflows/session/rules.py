@@ -7,21 +7,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from workflows.blocks import (
-    no_change, offset_label, record_outcome, remind_before, screen_event, stamp_key, too_late, when,
-)
-from workflows.models import (
+from workflows.core.events import no_change, record_outcome, record_skip, screen_event
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, too_late, unreachable
+from workflows.core.timing import offset_label, remind_before, stamp_key, when
+from workflows.session.models import (
     SESSION_CLOSED,
+    AddAttendee,
+    Cancel,
+    CheckinAnswer,
     ClassSession,
-    EventOutcome,
-    PlannedStep,
+    Complete,
+    Feedback,
+    RecordingAvailable,
+    RemoveAttendee,
+    Reschedule,
     SessionEvent,
     SessionPolicy,
     SessionState,
     SessionStatus,
-    Skip,
-    StepKind,
 )
+
+__all__ = ["apply_event", "fan_out_halted", "key", "next_step", "passed_over", "record_skip", "reminder_step",
+           "start"]
 
 
 def fan_out_halted(state: SessionState, step: PlannedStep, starts_at: datetime | None, now: datetime,
@@ -61,8 +68,8 @@ def key(session_id: str, step: str, attendee_id: str | None = None, channel: str
     return "/".join(part for part in parts if part)
 
 
-def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: datetime, now: datetime,
-              first_session: bool) -> PlannedStep | None:
+def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: datetime,
+              now: datetime) -> PlannedStep | None:
     if state.notice_pending:
         return PlannedStep(kind=StepKind.NOTICE, at=now, label="cancellation notice to the roster, now")
     if state.escalation_pending:
@@ -85,7 +92,7 @@ def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: dateti
     if state.recording_pending:
         return PlannedStep(kind=StepKind.RECORDING, at=now, label="recording notice to the roster, now")
     candidates = []
-    if first_session and "checkin" not in state.steps_done:
+    if state.first_session and "checkin" not in state.steps_done:
         at = state.ends_at + policy.checkin_after
         candidates.append(PlannedStep(kind=StepKind.CHECKIN, at=at, label=f"tutor check-in due {when(at)}"))
     if "feedback" not in state.steps_done:
@@ -97,8 +104,9 @@ def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: dateti
     return min(candidates, key=lambda step: step.at)
 
 
-def start(state: SessionState, session: ClassSession) -> None:
+def start(state: SessionState, session: ClassSession, now: datetime | None = None) -> None:
     state.title, state.course, state.tutor_email = session.title, session.course, str(session.tutor.email)
+    state.first_session = session.tutor.first_session
     if state.status != SessionStatus.AWAITING_START:
         return
     if state.starts_at is None:  # a reschedule held before the start wins over the start's time
@@ -109,79 +117,77 @@ def start(state: SessionState, session: ClassSession) -> None:
     state.status = SessionStatus.SCHEDULED
 
 
-def apply_event(state: SessionState, event: SessionEvent, now: datetime,
+def apply_event(state: SessionState, event: SessionEvent, policy: SessionPolicy | None, now: datetime,
                 checkin_must_be_asked: bool = True) -> EventOutcome:
     """Twice the same event = once; an invalid one changes nothing. (`checkin_must_be_asked=False`
     is the rule journeys begun before it replay with: any check-in answer after the end counted.)"""
     if (screened := screen_event(state, event, SESSION_CLOSED)) is not None:
         return screened
 
-    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        return record_outcome(state, event.dedupe_key(), applied, reason)
+    def outcome(applied: bool, reason: str | None = None, field: str | None = None) -> EventOutcome:
+        return record_outcome(state, event.dedupe_key(), applied, reason, field=field)
 
     before_end = state.status in (SessionStatus.AWAITING_START, SessionStatus.SCHEDULED)
-    if event.kind == "add_attendee":
-        assert event.attendee is not None
-        if not before_end:
-            return outcome(False, "the class is over: nobody can join it")
-        current = next((a for a in state.roster if a.attendee_id == event.attendee.attendee_id), None)
-        if current == event.attendee:
-            return no_change(state, event, "already on the roster")
-        state.roster = [a for a in state.roster if a.attendee_id != event.attendee.attendee_id] + [event.attendee]
-        state.removed_early = [i for i in state.removed_early if i != event.attendee.attendee_id]
-        return outcome(True)
-    if event.kind == "remove_attendee":
-        if state.status == SessionStatus.AWAITING_START:  # the start's own roster must not bring them back
-            if event.attendee_id in state.removed_early:
-                return no_change(state, event, "already removed")
-            state.removed_early.append(event.attendee_id or "")
-            state.roster = [a for a in state.roster if a.attendee_id != event.attendee_id]
+    match event:
+        case AddAttendee(attendee=attendee):
+            if not before_end:
+                return outcome(False, "the class is over: nobody can join it", "attendee")
+            current = next((a for a in state.roster if a.attendee_id == attendee.attendee_id), None)
+            if current == attendee:
+                return no_change(state, event, "already on the roster")
+            state.roster = [a for a in state.roster if a.attendee_id != attendee.attendee_id] + [attendee]
+            state.removed_early = [i for i in state.removed_early if i != attendee.attendee_id]
             return outcome(True)
-        if not any(a.attendee_id == event.attendee_id for a in state.roster):
-            return no_change(state, event, "not on the roster")
-        state.roster = [a for a in state.roster if a.attendee_id != event.attendee_id]
-        return outcome(True)
-    if event.kind == "reschedule":
-        assert event.starts_at is not None and event.ends_at is not None
-        if not before_end:
-            return outcome(False, "the class is over: it cannot move")
-        if event.starts_at <= now:
-            return outcome(False, "starts_at is in the past")
-        if (event.starts_at, event.ends_at) == (state.starts_at, state.ends_at):
-            return no_change(state, event, "already at that time")
-        state.starts_at, state.ends_at = event.starts_at, event.ends_at
-        return outcome(True)
-    if event.kind == "cancel":
-        if not before_end:
-            return outcome(False, "the class is over: it cannot be cancelled")
-        state.notice_pending = event.notify and state.status == SessionStatus.SCHEDULED and bool(state.roster)
-        state.status = SessionStatus.CANCELLED
-        return outcome(True, event.reason)
-    if event.kind == "recording_available":
-        if state.status == SessionStatus.AWAITING_START or (state.starts_at and now < state.starts_at):
-            return outcome(False, "the class has not started: there is no recording yet")
-        if state.recording_url is not None:
-            return no_change(state, event, "the recording was already announced")
-        state.recording_url, state.recording_pending = event.recording_url, True
-        return outcome(True)
-    if event.kind == "feedback":
-        if event.attendee_id in state.feedback_from:
-            return no_change(state, event, "feedback already received")
-        state.feedback_from.append(event.attendee_id or "")
-        return outcome(True)
-    if event.kind == "checkin_answer":
-        if state.status != SessionStatus.ENDED:
-            return outcome(False, "there is no check-in before the class is over")
-        if state.checkin_answer is not None:
-            return no_change(state, event, "the check-in was already answered")
-        if checkin_must_be_asked and "checkin" not in state.steps_done:
-            return outcome(False, "no check-in was asked: a tutor's first session gets one, 2 h after its end")
-        state.checkin_answer, state.checkin_comment = event.ok, event.comment
-        state.escalation_pending = event.ok is False
-        return outcome(True, "escalated to the manager" if event.ok is False else None)
-    state.status = SessionStatus.COMPLETED
-    return outcome(True, event.reason)
-
-
-def record_skip(state: SessionState, step: str, reason: str, now: datetime) -> None:
-    state.skips.append(Skip(step=step, reason=reason, at=now))
+        case RemoveAttendee(attendee_id=attendee_id):
+            if state.status == SessionStatus.AWAITING_START:  # the start's own roster must not bring them back
+                if attendee_id in state.removed_early:
+                    return no_change(state, event, "already removed")
+                state.removed_early.append(attendee_id)
+                state.roster = [a for a in state.roster if a.attendee_id != attendee_id]
+                return outcome(True)
+            if not any(a.attendee_id == attendee_id for a in state.roster):
+                return no_change(state, event, "not on the roster")
+            state.roster = [a for a in state.roster if a.attendee_id != attendee_id]
+            return outcome(True)
+        case Reschedule():
+            if not before_end:
+                return outcome(False, "the class is over: it cannot move", "starts_at")
+            if event.starts_at <= now:
+                return outcome(False, "starts_at is in the past", "starts_at")
+            if (event.starts_at, event.ends_at) == (state.starts_at, state.ends_at):
+                return no_change(state, event, "already at that time")
+            state.starts_at, state.ends_at = event.starts_at, event.ends_at
+            return outcome(True)
+        case Cancel():
+            if not before_end:
+                return outcome(False, "the class is over: it cannot be cancelled")
+            state.notice_pending = event.notify and state.status == SessionStatus.SCHEDULED and bool(state.roster)
+            state.status = SessionStatus.CANCELLED
+            return outcome(True, event.reason)
+        case RecordingAvailable():
+            if state.status == SessionStatus.AWAITING_START or (state.starts_at and now < state.starts_at):
+                return outcome(False, "the class has not started: there is no recording yet", "recording_url")
+            if state.recording_url is not None:
+                return no_change(state, event, "the recording was already announced")
+            state.recording_url, state.recording_pending = event.recording_url, True
+            return outcome(True)
+        case Feedback(attendee_id=attendee_id):
+            if attendee_id in state.feedback_from:
+                return no_change(state, event, "feedback already received")
+            state.feedback_from.append(attendee_id)
+            return outcome(True)
+        case CheckinAnswer():
+            if state.status != SessionStatus.ENDED:
+                return outcome(False, "there is no check-in before the class is over")
+            if state.checkin_answer is not None:
+                return no_change(state, event, "the check-in was already answered")
+            if checkin_must_be_asked and "checkin" not in state.steps_done:
+                return outcome(False, "no check-in was asked: a tutor's first session gets one, 2 h after its end")
+            state.checkin_answer, state.checkin_comment = event.ok, event.comment
+            state.escalation_pending = event.ok is False
+            return outcome(True, "escalated to the manager" if event.ok is False else None)
+        case Complete():
+            state.status = SessionStatus.COMPLETED
+            return outcome(True, event.reason)
+        case _:
+            unreachable(event)

@@ -7,19 +7,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.blocks import no_change, record_outcome, screen_event, followup_due, remind_before, stamp_key, when
-from workflows.models import (
+from workflows.core.events import no_change, record_outcome, record_skip, screen_event
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
+from workflows.core.timing import followup_due, remind_before, stamp_key, when
+from workflows.interview.models import (
     CLOSED_STATUSES,
-    EventOutcome,
-    Invitation,
+    Cancel,
+    Complete,
+    Confirm,
     InterviewEvent,
     InterviewPolicy,
     InterviewState,
     InterviewStatus,
-    PlannedStep,
-    Skip,
-    StepKind,
+    Invitation,
+    Reschedule,
 )
+
+__all__ = ["apply_event", "followup_key", "next_step", "record_skip", "reminder_key", "start"]
 
 
 def reminder_key(interview_id: str, scheduled_at: datetime) -> str:
@@ -31,7 +35,8 @@ def followup_key(interview_id: str, number: int) -> str:
     return f"interview-{interview_id}/followup-{number}"
 
 
-def next_step(state: InterviewState, policy: InterviewPolicy, awaiting_since: datetime) -> PlannedStep | None:
+def next_step(state: InterviewState, policy: InterviewPolicy, awaiting_since: datetime,
+              now: datetime | None = None) -> PlannedStep | None:
     """The one step the journey waits for next; None once it has ended."""
     if state.status in CLOSED_STATUSES:
         return None
@@ -75,10 +80,11 @@ def next_step(state: InterviewState, policy: InterviewPolicy, awaiting_since: da
     )
 
 
-def start(state: InterviewState, invitation: Invitation, invited_at: datetime) -> None:
-    """Apply the invitation; events held before it (a confirm, a cancel) keep their effect."""
+def start(state: InterviewState, invitation: Invitation, now: datetime) -> None:
+    """Apply the invitation (invited now unless it says when); events held before it (a confirm,
+    a cancel) keep their effect."""
     state.candidate_email = str(invitation.candidate.email)
-    state.invited_at = invited_at
+    state.invited_at = invitation.invited_at or now
     if state.status != InterviewStatus.AWAITING_START:
         return
     if invitation.scheduled_at and state.scheduled_at is None:
@@ -86,34 +92,34 @@ def start(state: InterviewState, invitation: Invitation, invited_at: datetime) -
     state.status = InterviewStatus.SCHEDULED if state.scheduled_at else InterviewStatus.PENDING
 
 
-def apply_event(state: InterviewState, event: InterviewEvent, now: datetime) -> EventOutcome:
+def apply_event(state: InterviewState, event: InterviewEvent, policy: InterviewPolicy | None,
+                now: datetime) -> EventOutcome:
     """Change the state for one event. Twice the same event = once; an invalid one changes nothing.
     Only an `event_id` identifies a delivery: without one, moving back to an earlier time is a new
     request, and a repeat is caught by the state itself (already at that time, already cancelled)."""
     if (screened := screen_event(state, event, CLOSED_STATUSES)) is not None:
         return screened
 
-    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        return record_outcome(state, event.dedupe_key(), applied, reason)
+    def outcome(applied: bool, reason: str | None = None, field: str | None = None) -> EventOutcome:
+        return record_outcome(state, event.dedupe_key(), applied, reason, field=field)
 
-    if event.kind in ("confirm", "reschedule"):
-        assert event.scheduled_at is not None
-        if state.invited_at and event.scheduled_at <= state.invited_at:
-            return outcome(False, "scheduled_at is before invited_at")
-        if event.scheduled_at <= now:
-            return outcome(False, "scheduled_at is in the past")
-        if state.scheduled_at == event.scheduled_at:
-            return no_change(state, event, "already scheduled at that time")
-        state.scheduled_at = event.scheduled_at
-        if state.status != InterviewStatus.AWAITING_START:
-            state.status = InterviewStatus.SCHEDULED
-        return outcome(True)
-    if event.kind == "cancel":
-        state.status = InterviewStatus.CANCELLED
-        return outcome(True, event.reason)
-    state.status = InterviewStatus.COMPLETED
-    return outcome(True, event.reason)
-
-
-def record_skip(state: InterviewState, step: str, reason: str, now: datetime) -> None:
-    state.skips.append(Skip(step=step, reason=reason, at=now))
+    match event:
+        case Confirm() | Reschedule():
+            if state.invited_at and event.scheduled_at <= state.invited_at:
+                return outcome(False, "scheduled_at is before invited_at", "scheduled_at")
+            if event.scheduled_at <= now:
+                return outcome(False, "scheduled_at is in the past", "scheduled_at")
+            if state.scheduled_at == event.scheduled_at:
+                return no_change(state, event, "already scheduled at that time")
+            state.scheduled_at = event.scheduled_at
+            if state.status != InterviewStatus.AWAITING_START:
+                state.status = InterviewStatus.SCHEDULED
+            return outcome(True)
+        case Cancel():
+            state.status = InterviewStatus.CANCELLED
+            return outcome(True, event.reason)
+        case Complete():
+            state.status = InterviewStatus.COMPLETED
+            return outcome(True, event.reason)
+        case _:
+            unreachable(event)

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows.blocks import no_change, record_outcome, screen_event, offset_label, remind_before, stamp_key, when
-from workflows.models import (
+from workflows.appointment.models import (
     APPOINTMENT_CLOSED,
     AppointmentEvent,
     AppointmentPolicy,
     AppointmentState,
     AppointmentStatus,
     Booking,
-    EventOutcome,
-    PlannedStep,
-    Skip,
-    StepKind,
+    Cancel,
+    Complete,
+    Confirm,
+    Reschedule,
+    ResendReminder,
 )
+from workflows.core.events import no_change, record_outcome, record_skip, screen_event
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
+from workflows.core.timing import offset_label, remind_before, stamp_key, when
+
+__all__ = ["apply_event", "next_step", "notice_key", "record_skip", "reminder_key", "resend_key", "start"]
 
 
 def reminder_key(appointment_id: str, scheduled_at: datetime, offset: timedelta) -> str:
@@ -76,36 +81,35 @@ def apply_event(state: AppointmentState, event: AppointmentEvent, policy: Appoin
     if (screened := screen_event(state, event, APPOINTMENT_CLOSED)) is not None:
         return screened
 
-    def outcome(applied: bool, reason: str | None = None) -> EventOutcome:
-        return record_outcome(state, event.dedupe_key(), applied, reason)
+    def outcome(applied: bool, reason: str | None = None, field: str | None = None) -> EventOutcome:
+        return record_outcome(state, event.dedupe_key(), applied, reason, field=field)
 
-    if event.kind == "reschedule":
-        assert event.scheduled_at is not None
-        if event.scheduled_at <= now:
-            return outcome(False, "scheduled_at is in the past")
-        if event.scheduled_at == state.scheduled_at:
-            return no_change(state, event, "already scheduled at that time")
-        state.scheduled_at = event.scheduled_at
-        return outcome(True)
-    if event.kind == "confirm":
-        state.confirmed = True
-        if state.status != AppointmentStatus.AWAITING_START:
-            state.status = AppointmentStatus.CONFIRMED
-        return outcome(True)
-    if event.kind == "resend_reminder":
-        if state.status == AppointmentStatus.AWAITING_START:
-            return outcome(False, "the appointment has not been booked yet")
-        state.resends_requested += 1
-        return outcome(True)
-    if event.kind == "cancel":
-        was_booked = state.status != AppointmentStatus.AWAITING_START
-        state.status = AppointmentStatus.CANCELLED
-        notify = policy.cancellation_notice if event.notify is None else event.notify
-        state.notice_pending = notify and was_booked
-        return outcome(True, event.reason)
-    state.status = AppointmentStatus.COMPLETED
-    return outcome(True, event.reason)
-
-
-def record_skip(state: AppointmentState, step: str, reason: str, now: datetime) -> None:
-    state.skips.append(Skip(step=step, reason=reason, at=now))
+    match event:
+        case Reschedule():
+            if event.scheduled_at <= now:
+                return outcome(False, "scheduled_at is in the past", "scheduled_at")
+            if event.scheduled_at == state.scheduled_at:
+                return no_change(state, event, "already scheduled at that time")
+            state.scheduled_at = event.scheduled_at
+            return outcome(True)
+        case Confirm():
+            state.confirmed = True
+            if state.status != AppointmentStatus.AWAITING_START:
+                state.status = AppointmentStatus.CONFIRMED
+            return outcome(True)
+        case ResendReminder():
+            if state.status == AppointmentStatus.AWAITING_START:
+                return outcome(False, "the appointment has not been booked yet")
+            state.resends_requested += 1
+            return outcome(True)
+        case Cancel():
+            was_booked = state.status != AppointmentStatus.AWAITING_START
+            state.status = AppointmentStatus.CANCELLED
+            notify = policy.cancellation_notice if event.notify is None else event.notify
+            state.notice_pending = notify and was_booked
+            return outcome(True, event.reason)
+        case Complete():
+            state.status = AppointmentStatus.COMPLETED
+            return outcome(True, event.reason)
+        case _:
+            unreachable(event)

@@ -17,23 +17,20 @@ import asyncio
 
 from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from workflows import session_rules as rules
-    from workflows.blocks import run_plan, send, with_overrides
-    from workflows.models import (
-        Attendee,
-        ClassSession,
-        PlannedStep,
-        Recipient,
-        SendRequest,
-        SendStatus,
-        SessionEvent,
-        SessionInput,
-        SessionState,
-        SessionStatus,
-        StepKind,
-    )
-    from workflows.search import publish
+from workflows.contracts import Recipient, SendRequest
+from workflows.core.send import send
+from workflows.core.shell import JourneyCore, Reply
+from workflows.core.steps import PlannedStep, StepKind, unreachable
+from workflows.session import rules
+from workflows.session.models import (
+    Attendee,
+    CheckinAnswer,
+    ClassSession,
+    SessionEvent,
+    SessionInput,
+    SessionState,
+    SessionStatus,
+)
 
 FAN_OUT_CHUNK = 20  # sends in flight at once; a cancel between chunks stops the rest
 # Journeys that began before this rule replay without it: a fan-out went on after `complete`.
@@ -50,85 +47,96 @@ def workflow_id(session_id: str) -> str:
 class SessionJourney:
     @workflow.init
     def __init__(self, journey: SessionInput) -> None:
-        self.policy = journey.policy
-        self.session: ClassSession | None = None
-        self.state = SessionState(session_id=journey.session_id, status=SessionStatus.AWAITING_START,
-                                  policy=journey.policy)
-        self.awaiting_since = workflow.now()
-        self.revision = 0
-        if journey.session is not None:
-            self._start(journey.session)
+        state = SessionState(session_id=journey.session_id, status=SessionStatus.AWAITING_START, policy=journey.policy)
+        self.core = JourneyCore("session", journey.session_id, rules, journey.policy, state, journey.session,
+                                journey.state, journey.awaiting_since, apply=self._apply, details=self._details,
+                                recipient=lambda: self.state.tutor_email, group=lambda: self.state.course)
+
+    @property
+    def state(self) -> SessionState:
+        return self.core.state
 
     @workflow.run
     async def run(self, journey: SessionInput) -> SessionState:
-        await run_plan(self)
+        await self.core.run(self._take, self._carry)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
 
+    @workflow.update
+    def start_journey(self, session: ClassSession) -> Reply[SessionState]:
+        return self.core.started(session)
+
+    @workflow.update
+    def apply_event(self, event: SessionEvent) -> Reply[SessionState]:
+        return self.core.applied(event)
+
+    @apply_event.validator
+    def _screen(self, event: SessionEvent) -> None:
+        self.core.screen(event)
+
     @workflow.signal
     def begin(self, session: ClassSession) -> None:
-        if self.session is None:
-            self._start(session)
+        """The start as a signal: the durable fallback when no worker answers an update in time."""
+        self.core.begin(session)
 
     @workflow.signal
     def event(self, event: SessionEvent) -> None:
-        unasked = (event.kind == "checkin_answer" and "checkin" not in self.state.steps_done
-                   and workflow.patched(CHECKIN_ONLY_WHEN_ASKED))
-        if rules.apply_event(self.state, event, workflow.now(), checkin_must_be_asked=unasked).applied:
-            self.revision += 1
+        self.core.apply(event)
 
     @workflow.query
     def state_query(self) -> SessionState:
         return self.state
 
-    def _start(self, session: ClassSession) -> None:
-        self.session = session
-        self.policy = self.state.policy = with_overrides(self.policy, session.policy)
-        rules.start(self.state, session)
-        self.revision += 1
-
-    def _plan(self) -> PlannedStep | None:
-        first = bool(self.session and self.session.tutor.first_session)
-        step = rules.next_step(self.state, self.policy, self.awaiting_since, workflow.now(), first)
-        self._show(step)
-        return step
+    def _apply(self, state: SessionState, event: SessionEvent, validating: bool):
+        # A validator never marks a patch (it does not run on replay): it screens by today's rule.
+        unasked = (isinstance(event, CheckinAnswer) and "checkin" not in state.steps_done
+                   and (validating or workflow.patched(CHECKIN_ONLY_WHEN_ASKED)))
+        return rules.apply_event(state, event, self.core.policy, workflow.now(), checkin_must_be_asked=unasked)
 
     async def _take(self, step: PlannedStep) -> None:
         state = self.state
-        if step.kind == StepKind.ABANDON:
-            state.status = SessionStatus.ABANDONED
-        elif step.kind == StepKind.COMPLETE:
-            state.status = SessionStatus.COMPLETED
-        elif step.kind == StepKind.END:
-            state.status = SessionStatus.ENDED
-        elif step.kind == StepKind.NOTICE:
-            state.notice_pending = False
-            await self._fan_out("cancelled", "session_cancelled", step, state.roster)
-        elif step.kind == StepKind.RECORDING:
-            state.recording_pending = False
-            await self._fan_out("recording", "session_recording", step, state.roster)
-        elif step.kind == StepKind.FEEDBACK:
-            waiting = [a for a in state.roster if a.attendee_id not in state.feedback_from]
-            await self._fan_out("feedback", "session_feedback", step, waiting)
-        elif step.kind == StepKind.CHECKIN:
-            state.steps_done.append("checkin")
-            assert self.session is not None
-            tutor = self.session.tutor
-            await self._send_one("checkin", "session_checkin", step,
-                                 Recipient(email=tutor.email, name=tutor.name, time_zone=tutor.time_zone))
-        elif step.kind == StepKind.ESCALATE:
-            state.escalation_pending = False
-            assert self.session is not None
-            if self.session.manager_email is None:
-                rules.record_skip(state, rules.key(state.session_id, "escalation"),
-                                  "negative check-in answer, but the session names no manager_email", workflow.now())
-            else:
-                await self._send_one("escalation", "session_escalation", step,
-                                     Recipient(email=self.session.manager_email, name="Manager"))
-        else:
-            assert state.starts_at is not None
-            await self._fan_out(rules.reminder_step(state.starts_at, state.starts_at - step.at),
-                                "session_reminder", step, state.roster)
+        match step.kind:
+            case StepKind.ABANDON:
+                state.status = SessionStatus.ABANDONED
+            case StepKind.COMPLETE:
+                state.status = SessionStatus.COMPLETED
+            case StepKind.END:
+                state.status = SessionStatus.ENDED
+            case StepKind.NOTICE:
+                state.notice_pending = False
+                await self._fan_out("cancelled", "session_cancelled", step, state.roster)
+            case StepKind.RECORDING:
+                state.recording_pending = False
+                await self._fan_out("recording", "session_recording", step, state.roster)
+            case StepKind.FEEDBACK:
+                waiting = [a for a in state.roster if a.attendee_id not in state.feedback_from]
+                await self._fan_out("feedback", "session_feedback", step, waiting)
+            case StepKind.CHECKIN:
+                state.steps_done.append("checkin")
+                tutor = self._session.tutor
+                await self._send_one("checkin", "session_checkin", step,
+                                     Recipient(email=tutor.email, name=tutor.name, time_zone=tutor.time_zone))
+            case StepKind.ESCALATE:
+                state.escalation_pending = False
+                if self._session.manager_email is None:
+                    rules.record_skip(state, rules.key(state.session_id, "escalation"),
+                                      "negative check-in answer, but the session names no manager_email",
+                                      workflow.now())
+                else:
+                    await self._send_one("escalation", "session_escalation", step,
+                                         Recipient(email=self._session.manager_email, name="Manager"))
+            case StepKind.REMINDER:
+                assert state.starts_at is not None
+                await self._fan_out(rules.reminder_step(state.starts_at, state.starts_at - step.at),
+                                    "session_reminder", step, state.roster)
+            case _:
+                unreachable(step)
+
+    @property
+    def _session(self) -> ClassSession:
+        session = self.core.start
+        assert isinstance(session, ClassSession)
+        return session
 
     async def _fan_out(self, name: str, template: str, step: PlannedStep, attendees: list[Attendee]) -> None:
         """One send per attendee and channel, a chunk at a time. A reminder whose class was
@@ -158,13 +166,12 @@ class SessionJourney:
         key = rules.key(self.state.session_id, name, attendee.attendee_id, channel)
         status = await send(self._request(key, template, step, attendee.recipient(), channel, attendee.phone),
                             self._skip)
-        if status in (SendStatus.SENT, SendStatus.DRY_RUN):
+        if status.delivered:
             self.state.sent.append(key)
 
     async def _send_one(self, name: str, template: str, step: PlannedStep, recipient: Recipient) -> None:
         key = rules.key(self.state.session_id, name)
-        if await send(self._request(key, template, step, recipient, "email", None), self._skip) in (
-                SendStatus.SENT, SendStatus.DRY_RUN):
+        if (await send(self._request(key, template, step, recipient, "email", None), self._skip)).delivered:
             self.state.sent.append(key)
 
     def _skip(self, key: str, reason: str) -> None:
@@ -172,8 +179,7 @@ class SessionJourney:
 
     def _request(self, key: str, template: str, step: PlannedStep, recipient: Recipient, channel: str,
                  phone: str | None) -> SendRequest:
-        session, state = self.session, self.state
-        assert session is not None
+        session, state = self._session, self.state
         return SendRequest(
             key=key, journey="session", entity_id=state.session_id, template=template, recipient=recipient,
             channel=channel, phone=phone,
@@ -188,17 +194,11 @@ class SessionJourney:
             due_at=step.at, not_after=step.not_after,
         )
 
-    def _show(self, step: PlannedStep | None) -> None:
+    def _carry(self) -> SessionInput:
+        return SessionInput(session_id=self.state.session_id, session=self.core.start, policy=self.core.policy,
+                            state=self.state, awaiting_since=self.core.awaiting_since)
+
+    def _details(self) -> list[str]:
         state = self.state
-        state.next_step = step
-        publish(journey="session", entity_id=state.session_id, stage=state.status.value,
-                next_action_at=step.at if step else None, recipient=state.tutor_email, group=state.course)
-        lines = [f"**Session {state.session_id}** {state.title or ''} — {state.status.value}",
-                 f"roster: {len(state.roster)} · messages sent: {len(state.sent)}"]
-        lines.append(f"next: {step.label}" if step else "next: nothing, the journey has ended")
-        for skip in state.skips[-3:]:
-            lines.append(f"skipped {skip.step}: {skip.reason}")
-        workflow.set_current_details("\n\n".join(lines))
-
-
-__all__ = ["SessionJourney", "workflow_id"]
+        return [f"**Session {state.session_id}** {state.title or ''} — {state.status.value}",
+                f"roster: {len(state.roster)} · messages sent: {len(state.sent)}"]

@@ -1,0 +1,106 @@
+"""`POST /v1/{kinds}`, `GET /v1/{kinds}/{id}` and `POST /v1/{kinds}/{id}/{event}` for every kind
+in the registry. Each route is built with its kind's own models, so the OpenAPI document shows
+each request and response schema; the endpoints share one implementation."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Request
+from fastapi.responses import JSONResponse
+
+from starter.service import Answer, Journeys
+from starter.views import BODIES, VIEWS
+from workflows.core.fields import EntityId
+from workflows.registry import KINDS, EventRoute, JourneyKind
+
+AfterStart = Callable[[Request, Any], Awaitable[None]]
+
+
+def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+def _endpoint(signature: list[inspect.Parameter], run: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """An endpoint whose signature FastAPI reads (path parameters named after the kind's id field)."""
+    async def endpoint(**kwargs: Any) -> Any:
+        return await run(**kwargs)
+    endpoint.__signature__ = inspect.Signature([_param("request", Request), *signature])  # type: ignore[attr-defined]
+    return endpoint
+
+
+def journeys_of(request: Request, kind: JourneyKind) -> Journeys:
+    return request.app.state.journeys[kind.name]
+
+
+async def view(request: Request, kind: JourneyKind, entity_id: str, answer: Answer) -> Any:
+    rows = await request.app.state.outbox.list(journey=kind.name, entity_id=entity_id)
+    from starter.views import MessageView
+
+    return VIEWS[kind.name](**{kind.id_field: entity_id}, workflow_id=kind.workflow_id(entity_id),
+                            state=answer.state, created=answer.created, event=answer.event, accepted=answer.accepted,
+                            messages=[MessageView.of(r) for r in rows])
+
+
+def _respond(body: Any, status: int) -> JSONResponse:
+    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+
+
+def router(authed: list, after_start: dict[str, AfterStart]) -> APIRouter:
+    api = APIRouter(dependencies=authed)
+    for kind in KINDS.values():
+        _kind_routes(api, kind, after_start.get(kind.name))
+    return api
+
+
+def _kind_routes(api: APIRouter, kind: JourneyKind, after_start: AfterStart | None) -> None:
+    View, tags, base = VIEWS[kind.name], [kind.tag or kind.plural], f"/v1/{kind.plural}"
+    entity = _param(kind.id_field, Annotated[EntityId, Path()])
+
+    async def start(request: Request, start: Any) -> Any:
+        answer = await journeys_of(request, kind).start(start)
+        if after_start is not None:
+            await after_start(request, start)
+        body = await view(request, kind, kind.entity_id(start), answer)
+        return _respond(body, 202 if answer.accepted else 201 if answer.created else 200)
+
+    api.add_api_route(
+        base, _endpoint([_param("start", Annotated[kind.start_model, Body()])], start), methods=["POST"],
+        status_code=201, response_model=View, tags=tags, name=f"start_{kind.name}",
+        summary=f"Start a {kind.name} journey",
+        description=f"{kind.description}\n\n201 when started, 200 when that id already had a journey, 202 when "
+                    "no worker answered in time (the start is recorded and will be applied).")
+
+    async def show(request: Request, **path: Any) -> Any:
+        entity_id = path[kind.id_field]
+        return await view(request, kind, entity_id, Answer(state=await journeys_of(request, kind).state(entity_id)))
+
+    api.add_api_route(f"{base}/{{{kind.id_field}}}", _endpoint([entity], show), methods=["GET"], response_model=View,
+                      tags=tags, name=f"show_{kind.name}", summary=f"A {kind.name} journey: live state and messages")
+    for route in kind.events:
+        _event_route(api, kind, route, entity)
+
+
+def _event_route(api: APIRouter, kind: JourneyKind, route: EventRoute, entity: inspect.Parameter) -> None:
+    body_model = BODIES[(kind.name, route.kind)]
+    required = any(info.is_required() for info in body_model.model_fields.values())
+    body = _param("body", Annotated[body_model, Body()] if required else Annotated[body_model | None, Body()],
+                  inspect.Parameter.empty if required else None)
+    extra = [_param(name, Annotated[EntityId, Path()]) for name in route.path_params]
+    model = kind.event_models[route.kind]
+
+    async def steer(request: Request, body: Any = None, **path: Any) -> Any:
+        entity_id = path.pop(kind.id_field)
+        fields = {**(body.model_dump(exclude_unset=True) if body is not None else {}), **path, "kind": route.kind}
+        answer = await journeys_of(request, kind).send_event(entity_id, kind.event(fields))
+        return _respond(await view(request, kind, entity_id, answer), 202 if answer.accepted else 200)
+
+    api.add_api_route(
+        f"/v1/{kind.plural}/{{{kind.id_field}}}/{route.path}", _endpoint([entity, *extra, body], steer),
+        methods=[route.method], response_model=VIEWS[kind.name], tags=[kind.tag or kind.plural],
+        name=f"{kind.name}_{route.kind}", summary=(model.__doc__ or route.kind).strip().splitlines()[0],
+        description="200 with the outcome and the new plan; 422 when the journey's rules refuse the event (it "
+                    "changes nothing), 409 when the journey has ended, 202 when no worker answered in time (the "
+                    "event is recorded and will be applied once: send an `event_id` to retry safely).")

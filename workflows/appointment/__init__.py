@@ -1,0 +1,1 @@
+"""The appointment journey (seed 002): reminders before a booked appointment."""

@@ -1,0 +1,76 @@
+"""What every journey does with an event before its own rules: drop a redelivery, refuse what
+comes after the end, and log the outcome so a late redelivery stays a duplicate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from workflows.core.fields import EventId, Strict
+from workflows.core.steps import EventOutcome, OutcomeCode, Skip
+
+ENDED_BY = {"cancel": "cancelled", "complete": "completed"}  # event kind → the status it ends a journey in
+
+
+class JourneyEvent(Strict):
+    """The base of every event model. Unknown fields are ignored: histories recorded when each
+    journey had one event model carry every field of it (`scheduled_at: null` on a cancel)."""
+
+    model_config = {"extra": "ignore", "frozen": True}
+    kind: str
+    event_id: EventId | None = None
+
+    def stamp(self) -> str:
+        """What tells two events of one kind apart without an `event_id` (e.g. the new time)."""
+        return ""
+
+    def dedupe_key(self) -> str:
+        return self.event_id or f"{self.kind}:{self.stamp()}"
+
+
+def record_outcome(state: Any, key: str, applied: bool, reason: str | None = None,
+                   code: OutcomeCode | None = None, field: str | None = None) -> EventOutcome:
+    """Log an event's outcome in the state (a redelivery finds it by key) and return it."""
+    result = EventOutcome(event=key, applied=applied, reason=reason,
+                          code=code or ("applied" if applied else "invalid"), field=field)
+    state.events.append(result)
+    return result
+
+
+def screen_event(state: Any, event: JourneyEvent, closed: frozenset,
+                 ended_by: dict[str, str] = ENDED_BY) -> EventOutcome | None:
+    """A redelivered `event_id` is a duplicate; on an ended journey a repeat of what ended it (a
+    second cancel) is a harmless duplicate, anything else is refused. None: the journey's own
+    rules apply it."""
+    key = event.dedupe_key()
+    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
+        return EventOutcome(event=key, applied=False, reason="duplicate: already applied", code="duplicate")
+    if state.status in closed:
+        if ended_by.get(event.kind) == state.status.value:
+            return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}",
+                                code="duplicate")
+        return record_outcome(state, key, False, f"the journey has already ended ({state.status.value})",
+                              code="ended")
+    return None
+
+
+def no_change(state: Any, event: JourneyEvent, why: str) -> EventOutcome:
+    """An event that asks for what already is (confirm the time it has): a success that changes
+    nothing. Logged under its `event_id`, so a late redelivery after a later change is still a
+    duplicate and cannot undo that change; without an id nothing is logged (twice = once)."""
+    result = EventOutcome(event=event.dedupe_key(), applied=True, reason=f"no change: {why}", code="no_change")
+    if event.event_id:
+        state.events.append(result)
+    return result
+
+
+def record_skip(state: Any, step: str, reason: str, now: datetime) -> None:
+    state.skips.append(Skip(step=step, reason=reason, at=now))
+
+
+def event_maker(union: Any) -> Any:
+    """`make(kind="confirm", scheduled_at=…)` → the event model of that kind (tests, previews, bulk)."""
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(union)
+    return lambda **fields: adapter.validate_python(fields)

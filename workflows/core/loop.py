@@ -1,0 +1,55 @@
+"""The loop every journey runs, and its history budget.
+
+plan the next step → sleep until it is due unless an event changes the plan → take it; until the
+plan is empty. Before each wait the journey checks its history: past the budget (or when the
+server suggests it) it continues as new, carrying its state, once every handler has finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+
+from workflows.core.steps import PlannedStep
+
+# Far below Temporal's 51,200-event limit and its own suggestion (at ~4k+ events, or 4 MB): a
+# journey that continues as new at 10,000 events replays quickly and never nears the limit.
+HISTORY_EVENTS_BUDGET = 10_000
+UPDATES_BUDGET = 1_000  # Temporal accepts 2,000 updates per run
+
+
+def over_budget(updates_seen: int = 0) -> bool:
+    info = workflow.info()
+    return (info.get_current_history_length() > HISTORY_EVENTS_BUDGET or info.is_continue_as_new_suggested()
+            or updates_seen >= UPDATES_BUDGET)
+
+
+async def run_plan(plan: Callable[[], PlannedStep | None], take: Callable[[PlannedStep], Awaitable[None]],
+                   revision: Callable[[], int], carry: Callable[[], Any],
+                   updates_seen: Callable[[], int] = lambda: 0) -> None:
+    """`revision()` moves whenever an event changed the journey; `carry()` is the input of the
+    next run when the history budget is spent."""
+    while (step := plan()) is not None:
+        if over_budget(updates_seen()):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(carry())
+        seen = revision()
+        if not await wait_for_step_or_change(step.at, lambda: revision() != seen, step.label):
+            continue  # an event changed the plan: plan again
+        await take(step)
+
+
+async def wait_for_step_or_change(due: datetime, changed: Callable[[], bool], summary: str) -> bool:
+    """Sleep durably until `due`; return True when it is reached, False when `changed()` became true
+    first (an event re-planned the journey). The timer carries `summary` for the Web UI."""
+    remaining = due - workflow.now()
+    if remaining <= timedelta(0):
+        return not changed()
+    try:
+        await workflow.wait_condition(changed, timeout=remaining, timeout_summary=summary)
+    except TimeoutError:
+        return True
+    return False

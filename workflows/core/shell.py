@@ -1,0 +1,143 @@
+"""The mechanics every journey workflow shares, held by composition: each journey's workflow
+class keeps its own (thin, typed) Temporal handlers and hands them to a `JourneyCore`.
+
+A journey's rules module provides, with these signatures:
+  start(state, start, now)                       apply the start input (events held before it keep their effect)
+  apply_event(state, event, policy, now)         → EventOutcome
+  next_step(state, policy, awaiting_since, now)  → the next PlannedStep, or None once it has ended
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from workflows.core import loop
+from workflows.core.fields import with_overrides
+from workflows.core.search import publish
+from workflows.core.steps import REFUSED, EventOutcome, PlannedStep
+
+S = TypeVar("S", bound=BaseModel)
+
+# Update failure types the API maps to HTTP: the rules refused the event (422), the journey is over (409).
+EVENT_REFUSED = "EventRefused"
+JOURNEY_ENDED = "JourneyEnded"
+
+
+class Reply(BaseModel, Generic[S]):
+    """What a start or an event update answers: its outcome and the journey's state with its new plan."""
+
+    created: bool | None = None  # a start: True when this call started the journey
+    event: EventOutcome | None = None
+    state: S
+
+
+class Rules(Protocol):
+    def start(self, state: Any, start: Any, now: datetime) -> None: ...
+    def apply_event(self, state: Any, event: Any, policy: Any, now: datetime) -> EventOutcome: ...
+    def next_step(self, state: Any, policy: Any, awaiting_since: datetime, now: datetime) -> PlannedStep | None: ...
+
+
+Apply = Callable[[Any, Any, bool], EventOutcome]  # (state, event, validating) → outcome
+
+
+class JourneyCore(Generic[S]):
+    def __init__(self, name: str, entity_id: str, rules: Rules, policy: BaseModel, state: S,
+                 start: BaseModel | None = None, carried: S | None = None,
+                 awaiting_since: datetime | None = None, apply: Apply | None = None,
+                 details: Callable[[], list[str]] = list, recipient: Callable[[], str | None] = lambda: None,
+                 group: Callable[[], str | None] = lambda: None) -> None:
+        """`details()` → the journey's own lines for the Web UI; `recipient()`, `group()` → search attributes."""
+        self.name, self.entity_id, self.rules = name, entity_id, rules
+        self.details, self.recipient, self.group = details, recipient, group
+        self.policy = policy
+        self.start: BaseModel | None = None
+        self.revision = 0  # moved by every applied event so a sleeping wait re-plans
+        self.updates = 0  # update events this run: a run takes at most 2,000
+        self.awaiting_since = awaiting_since or workflow.now()
+        self._apply = apply or (lambda state, event, validating: rules.apply_event(state, event, self.policy,
+                                                                                   workflow.now()))
+        if carried is not None:  # a run continued as new: the state is already what it was
+            self.state, self.start, self.policy = carried, start, carried.policy  # type: ignore[attr-defined]
+        else:
+            self.state = state
+            if start is not None:
+                self.begin(start)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def begin(self, start: BaseModel) -> bool:
+        """Apply the start once; True if this call applied it."""
+        if self.start is not None:
+            return False
+        self.start = start
+        self.policy = self.state.policy = with_overrides(self.policy, start.policy)  # type: ignore[attr-defined]
+        self.rules.start(self.state, start, workflow.now())
+        self.revision += 1
+        return True
+
+    def apply(self, event: Any) -> EventOutcome:
+        outcome = self._apply(self.state, event, False)
+        if outcome.applied:
+            self.revision += 1
+        workflow.logger.info("%s event %s: %s", self.name, outcome.event, outcome.reason or "applied")
+        return outcome
+
+    def screen(self, event: Any) -> None:
+        """An update's validator: play the event on a copy of the state and refuse it, before it
+        enters history, when the rules would refuse it."""
+        outcome = self._apply(self.state.model_copy(deep=True), event, True)
+        if outcome.code in REFUSED:
+            raise ApplicationError(outcome.reason or "refused", outcome.field,
+                                   type=JOURNEY_ENDED if outcome.code == "ended" else EVENT_REFUSED,
+                                   non_retryable=True)
+
+    def started(self, start: BaseModel) -> Reply[S]:
+        self.updates += 1
+        created = self.begin(start)
+        return Reply[type(self.state)](created=created, state=self._planned())  # type: ignore[misc]
+
+    def applied(self, event: Any) -> Reply[S]:
+        self.updates += 1
+        outcome = self.apply(event)
+        if outcome.code == "duplicate" and event.event_id:  # a retry answers as the first delivery did
+            outcome = next((seen for seen in self.state.events if seen.event == event.event_id), outcome)  # type: ignore[attr-defined]
+        return Reply[type(self.state)](event=outcome, state=self._planned())  # type: ignore[misc]
+
+    def _planned(self) -> S:
+        """The state with the plan as it now stands (the loop acts on it once the handler returns)."""
+        self.state.next_step = self.rules.next_step(  # type: ignore[attr-defined]
+            self.state, self.policy, self.awaiting_since, workflow.now())
+        return self.state
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self, take: Callable[[PlannedStep], Awaitable[None]],
+                  carry: Callable[[], BaseModel]) -> None:
+        """Plan, wait, take, until the plan is empty (continuing as new when the history budget is spent)."""
+        await loop.run_plan(self.plan, take, lambda: self.revision, carry, lambda: self.updates)
+        self.show(None)
+
+    def plan(self) -> PlannedStep | None:
+        step = self.rules.next_step(self.state, self.policy, self.awaiting_since, workflow.now())
+        self.show(step)
+        return step
+
+    # --- the Web UI ---------------------------------------------------------------------------
+
+    def show(self, step: PlannedStep | None) -> None:
+        """Search attributes and current details, so the Web UI tells the journey's story."""
+        state: Any = self.state
+        state.next_step = step
+        publish(journey=self.name, entity_id=self.entity_id, stage=state.status.value,
+                next_action_at=step.at if step else None, recipient=self.recipient(), group=self.group())
+        lines = self.details()
+        lines.append(f"next: {step.label}" if step else "next: nothing, the journey has ended")
+        for skip in state.skips[-3:]:
+            lines.append(f"skipped {skip.step}: {skip.reason}")
+        workflow.set_current_details("\n\n".join(lines))
