@@ -15,9 +15,10 @@ from activities.leads import LeadActivities
 from activities.mail import SmtpSettings, SmtpTransport
 from activities.render import Renderer
 from activities.send import SendActivities, Sender
-from activities.store import Leads, Outbox, Suppressions, connect, migrate
+from activities.roster import RosterActivities
+from activities.store import Leads, Outbox, Roster, Suppressions, connect, migrate
 from activities.webhook import WebhookTransport
-from settings import Settings
+from settings import Settings, apply_process_settings
 from starter.connect import connect_temporal
 from workflows import registry
 from workflows.resend import ResendMessage
@@ -58,14 +59,15 @@ def send_activities(settings: Settings, pool) -> SendActivities:
 
 
 def build_worker(client: Client, settings: Settings, activities: SendActivities,
-                 leads: LeadActivities | None = None) -> Worker:
+                 leads: LeadActivities | None = None, roster: RosterActivities | None = None) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
         workflow_runner=SANDBOX,
         activities=[activities.send_message, activities.recorded_request,
-                    *([leads.record_lead_end] if leads else [])],
+                    *([leads.record_lead_end] if leads else []),
+                    *([roster.change_roster, roster.fan_out] if roster else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
@@ -81,7 +83,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         await migrate(pool)
         client = client or await connect_temporal(settings)
         sends = send_activities(settings, pool)
-        worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)))
+        worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)), RosterActivities(Roster(pool), sends))
         try:
             async with worker:
                 yield worker
@@ -93,6 +95,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
 
 async def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
+    apply_process_settings(settings)
     async with running_worker(settings):
         await asyncio.Event().wait()
 

@@ -200,3 +200,72 @@ class Leads:
         )
         return CampaignStats(campaign, counts["started"], {row["step"]: row["sent"] for row in steps},
                              counts["converted"], counts["replied"], counts["unsubscribed"])
+
+
+@dataclass(frozen=True)
+class RosterCounts:
+    changed: int  # rows added, updated, removed or marked by this call
+    members: int  # attendees on the roster now
+
+
+class Roster:
+    """A class session's roster (migration 004). Every write is idempotent: the same change twice
+    changes nothing the second time, and says so."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def add(self, session_id: str, attendees: list[dict[str, Any]], *, keep_removed: bool) -> RosterCounts:
+        """Upsert attendees. `keep_removed`: the start's own roster, which neither revives an attendee
+        removed before it arrived nor overwrites one added or changed by an event since."""
+        conflict = ("DO NOTHING" if keep_removed else
+                    "DO UPDATE SET attendee = EXCLUDED.attendee, removed = false, changed_at = now() "
+                    "WHERE roster.removed OR roster.attendee IS DISTINCT FROM EXCLUDED.attendee")
+        async with self.pool.acquire() as conn, conn.transaction():
+            changed = 0
+            for start in range(0, len(attendees), 1000):
+                part = attendees[start:start + 1000]
+                rows = await conn.fetch(
+                    "INSERT INTO roster (session_id, attendee_id, attendee) "
+                    "SELECT $1, a->>'attendee_id', a FROM jsonb_array_elements($2::jsonb) AS a "
+                    f"ON CONFLICT (session_id, attendee_id) {conflict} RETURNING attendee_id",
+                    session_id, json.dumps(part))
+                changed += len(rows)
+            return RosterCounts(changed, await self._members(conn, session_id))
+
+    async def remove(self, session_id: str, attendee_ids: list[str]) -> RosterCounts:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "INSERT INTO roster (session_id, attendee_id, removed) SELECT $1, unnest($2::text[]), true "
+                "ON CONFLICT (session_id, attendee_id) DO UPDATE SET removed = true, changed_at = now() "
+                "WHERE NOT roster.removed RETURNING attendee_id, (xmax = 0) AS inserted",
+                session_id, attendee_ids)
+            # a tombstone for someone never on the roster is recorded, but nobody was removed
+            return RosterCounts(sum(1 for r in rows if not r["inserted"]), await self._members(conn, session_id))
+
+    async def mark_feedback(self, session_id: str, attendee_ids: list[str]) -> RosterCounts:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "UPDATE roster SET feedback = true, changed_at = now() "
+                "WHERE session_id = $1 AND attendee_id = ANY($2::text[]) AND NOT feedback RETURNING attendee_id",
+                session_id, attendee_ids)
+            return RosterCounts(len(rows), await self._members(conn, session_id))
+
+    async def page(self, session_id: str, after: str | None, limit: int, *,
+                   without_feedback: bool = False) -> list[dict[str, Any]]:
+        """The next `limit` attendees on the roster, by attendee_id after `after` (keyset order)."""
+        rows = await self.pool.fetch(
+            "SELECT attendee FROM roster WHERE session_id = $1 AND NOT removed AND attendee IS NOT NULL "
+            "AND ($2::text IS NULL OR attendee_id > $2) AND (NOT $3 OR NOT feedback) "
+            "ORDER BY attendee_id LIMIT $4", session_id, after, without_feedback, limit)
+        return [json.loads(r["attendee"]) for r in rows]
+
+    async def count_after(self, session_id: str, after: str, *, without_feedback: bool = False) -> int:
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM roster WHERE session_id = $1 AND NOT removed AND attendee IS NOT NULL "
+            "AND attendee_id > $2 AND (NOT $3 OR NOT feedback)", session_id, after, without_feedback)
+
+    @staticmethod
+    async def _members(conn: asyncpg.Connection, session_id: str) -> int:
+        return await conn.fetchval(
+            "SELECT count(*) FROM roster WHERE session_id = $1 AND NOT removed AND attendee IS NOT NULL", session_id)

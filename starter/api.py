@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from activities.store import Leads, Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
-from starter.routes import journeys, leads, operations
+from starter.routes import journeys, leads, operations, sessions
 from starter.service import Journeys, ServiceError
 from starter.views import VIEWS, ErrorBody, MessageView  # noqa: F401 (re-exported for clients)
 from workflows.registry import KINDS
@@ -141,5 +141,6 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
 
     app.include_router(leads.router(authed))  # before the journeys: /v1/leads/import is not a lead id
     app.include_router(journeys.router(authed, after_start={"lead": leads.record_lead}))
+    app.include_router(sessions.router(authed))
     app.include_router(operations.router(authed, settings))
     return app

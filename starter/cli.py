@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from settings import Settings
+from settings import Settings, apply_process_settings
 
 app = typer.Typer(help="Durable follow-up and reminder journeys on Temporal.", no_args_is_help=True)
 interview_app = typer.Typer(help="Start and steer interview journeys (through the HTTP API).", no_args_is_help=True)
@@ -100,6 +100,7 @@ def api() -> None:
     from starter.api import create_app
 
     settings = Settings()
+    apply_process_settings(settings)
     if not settings.database_url:
         raise typer.BadParameter("DATABASE_URL is not set", param_hint="DATABASE_URL")
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")

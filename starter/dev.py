@@ -133,13 +133,17 @@ def worker_processes(settings: Settings, count: int) -> Iterator[WorkerProcesses
 
 def _stop_like_ctrl_c(signum: int, frame) -> None:
     # Whoever handles SIGINT now (uvicorn while it serves, asyncio.run otherwise) shuts down in order.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started as a background job: stop all the same
+        raise KeyboardInterrupt
     signal.raise_signal(signal.SIGINT)
 
 
 async def run_dev(settings: Settings, workers: int | None = None) -> None:
     """`workers`: None runs the worker in this process; N (0 included) runs N worker processes."""
+    # SIGHUP too: worker processes have their own session, so a closed terminal reaches only this one.
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop_like_ctrl_c)
+        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's ignored SIGHUP stays ignored
+            signal.signal(signum, _stop_like_ctrl_c)
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     database_url = settings.database_url or embedded.start_postgres(data / "postgres")
@@ -166,7 +170,7 @@ async def run_dev(settings: Settings, workers: int | None = None) -> None:
                 children = running.enter_context(worker_processes(settings, workers))
                 worker_lines = "".join(f"  Worker {n:<10}pid {process.pid} (`followups worker`)\n"
                                        for n, process in enumerate(children.processes, 1))
-                worker_lines = worker_lines or "  Workers          none (--no-worker): journeys wait for one to attach\n"
+                worker_lines = worker_lines or "  Workers          none: journeys wait for one to attach\n"
             config = uvicorn.Config(create_app(settings, client=env.client), host=settings.api_host,
                                     port=settings.api_port, log_level="warning")
             server = uvicorn.Server(config)

@@ -18,7 +18,7 @@ import pytest_asyncio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from settings import Settings  # noqa: E402
+from settings import Settings, apply_process_settings  # noqa: E402
 from starter import embedded  # noqa: E402
 from starter.sink import Sink, SinkServer  # noqa: E402
 
@@ -37,6 +37,7 @@ def _dump_tasks(signum, frame) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGUSR1, _dump_tasks)
+    apply_process_settings(Settings(allow_test_domains=True))  # pat@example.test, as under `followups dev`
 
 
 @pytest.fixture(scope="session")

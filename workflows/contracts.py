@@ -15,6 +15,8 @@ from workflows.core.fields import PersonName, Strict, TimeZone
 SEND_MESSAGE = "send_message"
 RECORDED_REQUEST = "recorded_request"
 RECORD_LEAD_END = "record_lead_end"
+CHANGE_ROSTER = "change_roster"
+FAN_OUT = "fan_out_to_roster"
 
 Channel = Literal["email", "webhook"]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]  # E.164

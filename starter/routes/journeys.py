@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from starter.service import Answer, Journeys
 from starter.views import BODIES, VIEWS
@@ -94,7 +96,11 @@ def _event_route(api: APIRouter, kind: JourneyKind, route: EventRoute, entity: i
     async def steer(request: Request, body: Any = None, **path: Any) -> Any:
         entity_id = path.pop(kind.id_field)
         fields = {**(body.model_dump(exclude_unset=True) if body is not None else {}), **path, "kind": route.kind}
-        answer = await journeys_of(request, kind).send_event(entity_id, kind.event(fields))
+        try:
+            event = kind.event(fields)
+        except ValidationError as err:  # the event's own checks across fields (the body has each field's)
+            raise RequestValidationError(err.errors()) from err
+        answer = await journeys_of(request, kind).send_event(entity_id, event)
         return _respond(await view(request, kind, entity_id, answer), 202 if answer.accepted else 200)
 
     api.add_api_route(

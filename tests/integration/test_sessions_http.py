@@ -191,3 +191,43 @@ async def test_bad_sessions_are_a_clear_422_and_start_nothing(hooked, uid, chang
     assert response.status_code == 422, response.text
     assert response.json()["field"].startswith(field.split(".")[0]) and field in json.dumps(response.json())
     assert (await hooked.get(f"/v1/sessions/{uid}")).status_code == 404
+
+
+async def test_a_roster_grows_by_batches_and_reads_back_a_page_at_a_time(hooked, smtp, uid):
+    first = [_attendee(uid, f"a{n:04d}") for n in range(300)]
+    started = await hooked.post("/v1/sessions", json=_session(uid, 20, first, policy={
+        "reminder_offsets": ["PT15S"], "reminder_grace": "PT1M", "fan_out_chunk": 200}))
+    assert started.status_code == 201, started.text
+    more = [_attendee(uid, f"b{n:04d}") for n in range(1000)]
+    batch = await hooked.post(f"/v1/sessions/{uid}/attendees", json={"attendees": more, "event_id": f"b-{uid}"})
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["event"]["code"] == "applied" and batch.json()["state"]["roster_size"] == 1300
+    again = await hooked.post(f"/v1/sessions/{uid}/attendees", json={"attendees": more, "event_id": f"b-{uid}"})
+    assert again.json()["event"] == batch.json()["event"]  # a retry answers as the first delivery did
+    same = await hooked.post(f"/v1/sessions/{uid}/attendees", json={"attendees": more[:2]})
+    assert same.json()["event"]["code"] == "no_change"
+    gone = await hooked.delete(f"/v1/sessions/{uid}/attendees/a0001")
+    assert gone.status_code == 200 and gone.json()["state"]["roster_size"] == 1299
+    both = await hooked.post(f"/v1/sessions/{uid}/attendees", json={"attendee": first[0], "attendees": more[:1]})
+    assert both.status_code == 422 and both.json()["field"] == "body", both.text
+    too_many = [_attendee(uid, f"c{n:04d}") for n in range(1001)]
+    refused = await hooked.post(f"/v1/sessions/{uid}/attendees", json={"attendees": too_many})
+    assert refused.status_code == 422 and refused.json()["field"] == "attendees", refused.text
+
+    seen, after = [], None
+    while True:
+        page = (await hooked.get(f"/v1/sessions/{uid}/attendees", params={"limit": 500, **({"after": after} if after else {})})).json()
+        seen += [a["attendee_id"] for a in page["attendees"]]
+        if not (after := page["next_after"]):
+            break
+    assert len(seen) == 1299 and seen == sorted(seen) and "a0001" not in seen
+
+    # the reminder 15 s before: everyone on the roster gets it once, in chunks of 200; the removed one not
+    keys = await _until(lambda: _reminded(smtp, uid, 1299), timeout=45)
+    assert not [k for k in keys if "/a0001/" in k]
+    await hooked.post(f"/v1/sessions/{uid}/cancel", json={"notify": False})
+
+
+async def _reminded(smtp, uid: str, expected: int):
+    keys = [k for k in smtp.sink.keys() if k.startswith(f"session-{uid}/reminder-15s")]
+    return keys if len(keys) >= expected else None

@@ -93,23 +93,30 @@ class JourneyCore(Generic[S]):
         enters history, when the rules would refuse it."""
         outcome = self._apply(self.state.model_copy(deep=True), event, True)
         if outcome.code in REFUSED:
-            raise ApplicationError(outcome.reason or "refused", outcome.field,
-                                   type=JOURNEY_ENDED if outcome.code == "ended" else EVENT_REFUSED,
-                                   non_retryable=True)
+            self.refuse(outcome)
+
+    @staticmethod
+    def refuse(outcome: EventOutcome) -> None:
+        """Reject an update: the API maps the type to 409 (ended) or 422 (refused, with the field)."""
+        raise ApplicationError(outcome.reason or "refused", outcome.field,
+                               type=JOURNEY_ENDED if outcome.code == "ended" else EVENT_REFUSED, non_retryable=True)
 
     def started(self, start: BaseModel) -> Reply[S]:
         self.updates += 1
         created = self.begin(start)
-        return Reply[type(self.state)](created=created, state=self._planned())  # type: ignore[misc]
+        return Reply[type(self.state)](created=created, state=self.planned())  # type: ignore[misc]
 
     def applied(self, event: Any) -> Reply[S]:
         self.updates += 1
-        outcome = self.apply(event)
-        if outcome.code == "duplicate" and event.event_id:  # a retry answers as the first delivery did
-            outcome = next((seen for seen in self.state.events if seen.event == event.event_id), outcome)  # type: ignore[attr-defined]
-        return Reply[type(self.state)](event=outcome, state=self._planned())  # type: ignore[misc]
+        return self.reply(event, self.apply(event))
 
-    def _planned(self) -> S:
+    def reply(self, event: Any, outcome: EventOutcome) -> Reply[S]:
+        """An update's answer; a retry of an applied `event_id` answers as its first delivery did."""
+        if outcome.code == "duplicate" and event.event_id:
+            outcome = next((seen for seen in self.state.events if seen.event == event.event_id), outcome)  # type: ignore[attr-defined]
+        return Reply[type(self.state)](event=outcome, state=self.planned())  # type: ignore[misc]
+
+    def planned(self) -> S:
         """The state with the plan as it now stands (the loop acts on it once the handler returns)."""
         self.state.next_step = self.rules.next_step(  # type: ignore[attr-defined]
             self.state, self.policy, self.awaiting_since, workflow.now())

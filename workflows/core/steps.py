@@ -25,6 +25,7 @@ class StepKind(StrEnum):
     CHECKIN = "checkin"
     ESCALATE = "escalate"
     CONFIRMATION = "confirmation"  # a payment's receipt
+    ROSTER = "roster"  # store a session's roster (from its start) in the roster table
 
 
 class PlannedStep(Strict):

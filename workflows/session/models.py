@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field, ValidationInfo, field_validator, model_validator
 
@@ -51,11 +51,19 @@ class SessionPolicy(Strict):
     feedback_window: PositiveDuration = timedelta(hours=24)  # no feedback reminder past end + 48 h
     checkin_after: PositiveDuration = timedelta(hours=2)
     stay_open_for: PositiveDuration = timedelta(days=7)  # after the end: recordings, answers
+    fan_out_chunk: Annotated[int, Field(ge=1, le=1000)] = 100  # attendees per send activity; a cancel stops between chunks
     hold_early_events_for: PositiveDuration = timedelta(hours=24)
 
 
 SessionPolicyOverrides = overrides_of(SessionPolicy)
-Roster = Annotated[list[Attendee], Field(max_length=500)]
+MAX_ATTENDEES_PER_REQUEST = 1000  # a start or one roster change; a roster grows past it by batches
+Roster = Annotated[list[Attendee], Field(max_length=MAX_ATTENDEES_PER_REQUEST)]
+
+
+def _unique_ids(value: list[Attendee]) -> list[Attendee]:
+    if len({a.attendee_id for a in value}) != len(value):
+        raise ValueError("attendee_id must be unique on the roster")
+    return value
 
 
 class ClassSession(Strict):
@@ -84,9 +92,7 @@ class ClassSession(Strict):
     @field_validator("attendees")
     @classmethod
     def _unique_attendees(cls, value: list[Attendee]) -> list[Attendee]:
-        if len({a.attendee_id for a in value}) != len(value):
-            raise ValueError("attendee_id must be unique on the roster")
-        return value
+        return _unique_ids(value)
 
 
 class SessionStatus(StrEnum):
@@ -102,10 +108,21 @@ SESSION_CLOSED = frozenset({SessionStatus.COMPLETED, SessionStatus.CANCELLED, Se
 
 
 class AddAttendee(JourneyEvent):
-    """Add (or update) one attendee: they get every reminder still to come, none already sent."""
+    """Add (or update) attendees, one (`attendee`) or up to 1,000 (`attendees`): they get every
+    reminder still to come, none already sent."""
 
     kind: Literal["add_attendee"] = "add_attendee"
-    attendee: Attendee
+    attendee: Attendee | None = None
+    attendees: Annotated[Roster, AfterValidator(_unique_ids)] = []
+
+    @model_validator(mode="after")
+    def _one_or_many(self) -> AddAttendee:
+        if (self.attendee is None) == (not self.attendees):
+            raise ValueError("give either `attendee` (one) or `attendees` (a list of up to 1,000)")
+        return self
+
+    def members(self) -> list[Attendee]:
+        return [self.attendee] if self.attendee is not None else list(self.attendees)
 
     def stamp(self) -> str:
         return ""
@@ -189,6 +206,12 @@ class SessionState(BaseModel):
     first_session: bool = False
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    # Where the roster lives: "database" (the roster table, by id; any size) for journeys begun
+    # since the roster left the state, "state" (the list below) for those recorded before.
+    roster_store: Literal["state", "database"] | None = None
+    roster_size: int = 0  # "database": attendees on the roster now
+    roster_pending: list[Attendee] = []  # "database": the start's roster, until the loop has stored it
+    messages_sent: int = 0  # "database": fan-out messages delivered (the outbox has each one)
     roster: list[Attendee] = []
     removed_early: list[str] = []  # remove_attendee events held before the start
     steps_done: list[str] = []  # fan-out steps handled (reminder-24h-…, recording, feedback, checkin…)
@@ -204,6 +227,44 @@ class SessionState(BaseModel):
     skips: list[Skip] = []
     events: list[EventOutcome] = []
     policy: SessionPolicy = SessionPolicy()
+
+
+class RosterChange(Strict):
+    """What the roster activity writes: additions (the start's own roster never overrides an event's
+    change or revives a removal), removals, feedback marks."""
+
+    session_id: str
+    add: list[Attendee] = []
+    from_start: bool = False
+    remove: list[str] = []
+    feedback: list[str] = []
+
+
+class RosterReport(Strict):
+    changed: int  # rows this change added, updated, removed or marked
+    members: int  # attendees on the roster now
+
+
+class FanOut(Strict):
+    """One chunk of a fan-out: the next `limit` attendees after `after`, each on each channel."""
+
+    session_id: str
+    step: str  # reminder-1d-20261201T090000Z, cancelled, recording, feedback
+    template: str
+    context: dict[str, Any]  # the session's, the same for everyone (the send step adds the name)
+    due_at: datetime
+    not_after: datetime | None = None
+    after: str | None = None
+    limit: int
+    without_feedback: bool = False
+
+
+class FanOutReport(Strict):
+    attendees: int
+    sent: int
+    skipped: dict[str, int] = {}  # reason → messages
+    last: str | None = None  # the last attendee_id of this chunk; None: the roster is done
+    remaining: int = 0  # attendees after this chunk
 
 
 class SessionInput(Strict):

@@ -21,14 +21,25 @@ from workflows.session.models import (
     RecordingAvailable,
     RemoveAttendee,
     Reschedule,
+    RosterChange,
     SessionEvent,
     SessionPolicy,
     SessionState,
     SessionStatus,
 )
 
-__all__ = ["apply_event", "fan_out_halted", "key", "next_step", "passed_over", "record_skip", "reminder_step",
-           "start"]
+__all__ = ["apply_event", "fan_out_halted", "key", "members", "next_step", "passed_over", "record_skip",
+           "reminder_step", "roster_change", "roster_outcome", "screen_roster_event", "start"]
+
+ROSTER_EVENTS = (AddAttendee, RemoveAttendee, Feedback)  # with the roster in the database: applied by an activity
+
+
+def in_database(state: SessionState) -> bool:
+    return state.roster_store == "database"
+
+
+def members(state: SessionState) -> int:
+    return state.roster_size if in_database(state) else len(state.roster)
 
 
 def fan_out_halted(state: SessionState, step: PlannedStep, starts_at: datetime | None, now: datetime,
@@ -70,6 +81,9 @@ def key(session_id: str, step: str, attendee_id: str | None = None, channel: str
 
 def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: datetime,
               now: datetime) -> PlannedStep | None:
+    if state.roster_pending:
+        return PlannedStep(kind=StepKind.ROSTER, at=now,
+                           label=f"store the start's roster of {len(state.roster_pending)} attendee(s), now")
     if state.notice_pending:
         return PlannedStep(kind=StepKind.NOTICE, at=now, label="cancellation notice to the roster, now")
     if state.escalation_pending:
@@ -86,7 +100,7 @@ def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: dateti
                 at, not_after = remind_before(state.starts_at, offset, policy.reminder_grace)
                 return PlannedStep(kind=StepKind.REMINDER, at=at, not_after=not_after,
                                    label=f"reminder {offset_label(offset)} before {when(state.starts_at)} "
-                                         f"to {len(state.roster)} attendee(s), due {when(at)}")
+                                         f"to {members(state)} attendee(s), due {when(at)}")
         return PlannedStep(kind=StepKind.END, at=state.ends_at, label=f"class ends at {when(state.ends_at)}")
     # ENDED
     if state.recording_pending:
@@ -111,6 +125,10 @@ def start(state: SessionState, session: ClassSession, now: datetime | None = Non
         return
     if state.starts_at is None:  # a reschedule held before the start wins over the start's time
         state.starts_at, state.ends_at = session.starts_at, session.ends_at
+    if in_database(state):  # the loop stores it; events held before the start win over it there
+        state.roster_pending = list(session.attendees)
+        state.status = SessionStatus.SCHEDULED
+        return
     held = {attendee.attendee_id for attendee in state.roster}
     state.roster = [a for a in session.attendees if a.attendee_id not in held] + state.roster
     state.roster = [a for a in state.roster if a.attendee_id not in state.removed_early]
@@ -128,15 +146,17 @@ def apply_event(state: SessionState, event: SessionEvent, policy: SessionPolicy 
         return record_outcome(state, event.dedupe_key(), applied, reason, field=field)
 
     before_end = state.status in (SessionStatus.AWAITING_START, SessionStatus.SCHEDULED)
+    assert not (in_database(state) and isinstance(event, ROSTER_EVENTS)), "the workflow applies these by activity"
     match event:
-        case AddAttendee(attendee=attendee):
+        case AddAttendee():
             if not before_end:
                 return outcome(False, "the class is over: nobody can join it", "attendee")
-            current = next((a for a in state.roster if a.attendee_id == attendee.attendee_id), None)
-            if current == attendee:
+            joining = [a for a in event.members() if a not in state.roster]
+            if not joining:
                 return no_change(state, event, "already on the roster")
-            state.roster = [a for a in state.roster if a.attendee_id != attendee.attendee_id] + [attendee]
-            state.removed_early = [i for i in state.removed_early if i != attendee.attendee_id]
+            ids = {a.attendee_id for a in joining}
+            state.roster = [a for a in state.roster if a.attendee_id not in ids] + joining
+            state.removed_early = [i for i in state.removed_early if i not in ids]
             return outcome(True)
         case RemoveAttendee(attendee_id=attendee_id):
             if state.status == SessionStatus.AWAITING_START:  # the start's own roster must not bring them back
@@ -161,7 +181,7 @@ def apply_event(state: SessionState, event: SessionEvent, policy: SessionPolicy 
         case Cancel():
             if not before_end:
                 return outcome(False, "the class is over: it cannot be cancelled")
-            state.notice_pending = event.notify and state.status == SessionStatus.SCHEDULED and bool(state.roster)
+            state.notice_pending = event.notify and state.status == SessionStatus.SCHEDULED and members(state) > 0
             state.status = SessionStatus.CANCELLED
             return outcome(True, event.reason)
         case RecordingAvailable():
@@ -191,3 +211,37 @@ def apply_event(state: SessionState, event: SessionEvent, policy: SessionPolicy 
             return outcome(True, event.reason)
         case _:
             unreachable(event)
+
+
+def screen_roster_event(state: SessionState, event: SessionEvent, now: datetime) -> EventOutcome | None:
+    """With the roster in the database: a roster event's outcome when it is a duplicate or refused
+    (recorded like any other); None when the roster activity should apply it."""
+    if (screened := screen_event(state, event, SESSION_CLOSED)) is not None:
+        return screened
+    if isinstance(event, AddAttendee) and state.status not in (SessionStatus.AWAITING_START, SessionStatus.SCHEDULED):
+        return record_outcome(state, event.dedupe_key(), False, "the class is over: nobody can join it",
+                              field="attendee")
+    return None
+
+
+def roster_change(state: SessionState, event: SessionEvent) -> RosterChange:
+    match event:
+        case AddAttendee():
+            return RosterChange(session_id=state.session_id, add=event.members())
+        case RemoveAttendee(attendee_id=attendee_id):
+            return RosterChange(session_id=state.session_id, remove=[attendee_id])
+        case Feedback(attendee_id=attendee_id):
+            return RosterChange(session_id=state.session_id, feedback=[attendee_id])
+        case _:
+            unreachable(event)
+
+
+def roster_outcome(state: SessionState, event: SessionEvent, changed: int) -> EventOutcome:
+    """The outcome once the roster activity has reported how many rows it changed."""
+    held = isinstance(event, RemoveAttendee) and (state.status == SessionStatus.AWAITING_START or any(
+        a.attendee_id == event.attendee_id for a in state.roster_pending))
+    if changed or held:  # a removal before the start's roster is stored always sticks
+        return record_outcome(state, event.dedupe_key(), True)
+    why = {AddAttendee: "already on the roster", RemoveAttendee: "not on the roster",
+           Feedback: "feedback already received"}[type(event)]
+    return no_change(state, event, why)

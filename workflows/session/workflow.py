@@ -14,18 +14,23 @@ Events     add/remove attendee, reschedule (every pending reminder re-planned in
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.contracts import Recipient, SendRequest
-from workflows.core.send import send
+from workflows.contracts import CHANGE_ROSTER, FAN_OUT, Recipient, SendRequest
+from workflows.core.send import SEND_RETRY, SEND_TIMEOUT, send
 from workflows.core.shell import JourneyCore, Reply
-from workflows.core.steps import PlannedStep, StepKind, unreachable
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
 from workflows.session import rules
 from workflows.session.models import (
     Attendee,
     CheckinAnswer,
     ClassSession,
+    FanOut,
+    FanOutReport,
+    RosterChange,
+    RosterReport,
     SessionEvent,
     SessionInput,
     SessionState,
@@ -37,6 +42,10 @@ FAN_OUT_CHUNK = 20  # sends in flight at once; a cancel between chunks stops the
 FAN_OUT_STOPS_WHEN_CLOSED = "fan-out-stops-when-closed"
 # … and took a check-in answer even where none was asked (not a first session): now refused.
 CHECKIN_ONLY_WHEN_ASKED = "checkin-only-when-asked"
+# … and kept the roster in the workflow's state, one send activity per attendee and channel; now
+# the roster is a table (any size, changed by an activity) and a fan-out sends a chunk per activity.
+ROSTER_IN_DATABASE = "roster-in-database"
+FAN_OUT_TIMEOUT = timedelta(minutes=5)  # a chunk of up to 1,000 attendees
 
 
 def workflow_id(session_id: str) -> str:
@@ -48,6 +57,7 @@ class SessionJourney:
     @workflow.init
     def __init__(self, journey: SessionInput) -> None:
         state = SessionState(session_id=journey.session_id, status=SessionStatus.AWAITING_START, policy=journey.policy)
+        self.roster_lock = asyncio.Lock()  # roster changes apply one at a time, in the order they arrived
         self.core = JourneyCore("session", journey.session_id, rules, journey.policy, state, journey.session,
                                 journey.state, journey.awaiting_since, apply=self._apply, details=self._details,
                                 recipient=lambda: self.state.tutor_email, group=lambda: self.state.course)
@@ -64,28 +74,67 @@ class SessionJourney:
 
     @workflow.update
     def start_journey(self, session: ClassSession) -> Reply[SessionState]:
+        self._roster_in_database()
         return self.core.started(session)
 
     @workflow.update
-    def apply_event(self, event: SessionEvent) -> Reply[SessionState]:
+    async def apply_event(self, event: SessionEvent) -> Reply[SessionState]:
+        if isinstance(event, rules.ROSTER_EVENTS) and self._roster_in_database():
+            self.core.updates += 1
+            return self.core.reply(event, await self._roster_event(event))
         return self.core.applied(event)
 
     @apply_event.validator
     def _screen(self, event: SessionEvent) -> None:
+        if isinstance(event, rules.ROSTER_EVENTS) and self.state.roster_store != "state":  # a validator never patches
+            outcome = rules.screen_roster_event(self.state.model_copy(deep=True), event, workflow.now())
+            if outcome is not None and outcome.code in ("invalid", "ended"):
+                self.core.refuse(outcome)
+            return
         self.core.screen(event)
 
     @workflow.signal
     def begin(self, session: ClassSession) -> None:
         """The start as a signal: the durable fallback when no worker answers an update in time."""
+        self._roster_in_database()
         self.core.begin(session)
 
     @workflow.signal
-    def event(self, event: SessionEvent) -> None:
-        self.core.apply(event)
+    async def event(self, event: SessionEvent) -> None:
+        if isinstance(event, rules.ROSTER_EVENTS) and self._roster_in_database():
+            await self._roster_event(event)
+        else:
+            self.core.apply(event)
 
     @workflow.query
     def state_query(self) -> SessionState:
         return self.state
+
+    def _roster_in_database(self) -> bool:
+        """Decided once, at the journey's first start or event: histories recorded before the
+        roster left the state replay with it in the state."""
+        if self.state.roster_store is None:
+            self.state.roster_store = "database" if workflow.patched(ROSTER_IN_DATABASE) else "state"
+        return self.state.roster_store == "database"
+
+    async def _roster_event(self, event: SessionEvent) -> EventOutcome:
+        """Add, remove or mark feedback in the roster table, in the order events arrive."""
+        state = self.state
+        if (screened := rules.screen_roster_event(state, event, workflow.now())) is not None:
+            return screened
+        report = await self._change_roster(rules.roster_change(state, event), f"{event.kind} ({event.dedupe_key()})")
+        outcome = rules.roster_outcome(state, event, report.changed)
+        if outcome.applied:
+            self.core.revision += 1
+        return outcome
+
+    async def _change_roster(self, change: RosterChange, summary: str) -> RosterReport:
+        async with self.roster_lock:  # so each reported size is the latest, and a remove follows its add
+            report = await workflow.execute_activity(
+                CHANGE_ROSTER, change, result_type=RosterReport, start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=SEND_RETRY, summary=summary)
+        self.state.roster_size = report.members
+        return report
 
     def _apply(self, state: SessionState, event: SessionEvent, validating: bool):
         # A validator never marks a patch (it does not run on replay): it screens by today's rule.
@@ -96,6 +145,10 @@ class SessionJourney:
     async def _take(self, step: PlannedStep) -> None:
         state = self.state
         match step.kind:
+            case StepKind.ROSTER:
+                pending, state.roster_pending = state.roster_pending, []
+                await self._change_roster(RosterChange(session_id=state.session_id, add=pending, from_start=True),
+                                          f"store the start's roster ({len(pending)})")
             case StepKind.ABANDON:
                 state.status = SessionStatus.ABANDONED
             case StepKind.COMPLETE:
@@ -110,7 +163,7 @@ class SessionJourney:
                 await self._fan_out("recording", "session_recording", step, state.roster)
             case StepKind.FEEDBACK:
                 waiting = [a for a in state.roster if a.attendee_id not in state.feedback_from]
-                await self._fan_out("feedback", "session_feedback", step, waiting)
+                await self._fan_out("feedback", "session_feedback", step, waiting, without_feedback=True)
             case StepKind.CHECKIN:
                 state.steps_done.append("checkin")
                 tutor = self._session.tutor
@@ -138,13 +191,16 @@ class SessionJourney:
         assert isinstance(session, ClassSession)
         return session
 
-    async def _fan_out(self, name: str, template: str, step: PlannedStep, attendees: list[Attendee]) -> None:
+    async def _fan_out(self, name: str, template: str, step: PlannedStep, attendees: list[Attendee],
+                       without_feedback: bool = False) -> None:
         """One send per attendee and channel, a chunk at a time. A reminder whose class was
         cancelled or moved meanwhile stops, and so does anything but the cancellation notice once
         the session is closed: the rest are recorded as skipped, never sent."""
         state = self.state
         if name not in state.steps_done:
             state.steps_done.append(name)
+        if rules.in_database(state):
+            return await self._fan_out_by_chunks(name, template, step, without_feedback)
         targets = [(a, channel) for a in list(attendees) for channel in a.channels]
         starts_at = state.starts_at
         for begin in range(0, len(targets), FAN_OUT_CHUNK):
@@ -161,6 +217,34 @@ class SessionJourney:
                     sending.append((attendee, channel))
             await asyncio.gather(*(self._send_to(name, template, step, attendee, channel)
                                    for attendee, channel in sending))
+
+    async def _fan_out_by_chunks(self, name: str, template: str, step: PlannedStep, without_feedback: bool) -> None:
+        """The roster in the database: one activity per chunk of attendees, in attendee_id order;
+        between chunks the same halt rules, the rest recorded as one skip with its count."""
+        state, policy = self.state, self.core.policy
+        starts_at, after, done, remaining = state.starts_at, None, 0, rules.members(state)
+        context = self._context()
+        while True:
+            halted = rules.fan_out_halted(state, step, starts_at, workflow.now())
+            if halted:
+                rules.record_skip(state, rules.key(state.session_id, name),
+                                  f"{halted}: {remaining} attendee(s) after the first {done} not sent it",
+                                  workflow.now())
+                return
+            report = await workflow.execute_activity(
+                FAN_OUT, FanOut(session_id=state.session_id, step=name, template=template, context=context,
+                                due_at=step.at, not_after=step.not_after, after=after, limit=policy.fan_out_chunk,
+                                without_feedback=without_feedback),
+                result_type=FanOutReport, start_to_close_timeout=FAN_OUT_TIMEOUT, retry_policy=SEND_RETRY,
+                summary=f"{name} to attendees {'after ' + after if after else 'from the first'}")
+            done, remaining = done + report.attendees, report.remaining
+            state.messages_sent += report.sent
+            for reason, count in report.skipped.items():
+                rules.record_skip(state, rules.key(state.session_id, name), f"{count} message(s): {reason}",
+                                  workflow.now())
+            if report.last is None:
+                return
+            after = report.last
 
     async def _send_to(self, name: str, template: str, step: PlannedStep, attendee: Attendee, channel: str) -> None:
         key = rules.key(self.state.session_id, name, attendee.attendee_id, channel)
@@ -179,26 +263,33 @@ class SessionJourney:
 
     def _request(self, key: str, template: str, step: PlannedStep, recipient: Recipient, channel: str,
                  phone: str | None) -> SendRequest:
-        session, state = self._session, self.state
         return SendRequest(
-            key=key, journey="session", entity_id=state.session_id, template=template, recipient=recipient,
-            channel=channel, phone=phone,
-            context={
-                "name": recipient.name, "title": session.title, "tutor_name": session.tutor.name,
-                "starts_at": state.starts_at.isoformat() if state.starts_at else None,
-                "ends_at": state.ends_at.isoformat() if state.ends_at else None,
-                "join_url": session.join_url, "feedback_url": session.feedback_url,
-                "recording_url": state.recording_url, "checkin_comment": state.checkin_comment,
-                "session_id": state.session_id,
-            },
+            key=key, journey="session", entity_id=self.state.session_id, template=template, recipient=recipient,
+            channel=channel, phone=phone, context={"name": recipient.name, **self._context()},
             due_at=step.at, not_after=step.not_after,
         )
 
+    def _context(self) -> dict:
+        """What every message of this session shows (a fan-out chunk adds each attendee's name)."""
+        session, state = self._session, self.state
+        return {
+            "title": session.title, "tutor_name": session.tutor.name,
+            "starts_at": state.starts_at.isoformat() if state.starts_at else None,
+            "ends_at": state.ends_at.isoformat() if state.ends_at else None,
+            "join_url": session.join_url, "feedback_url": session.feedback_url,
+            "recording_url": state.recording_url, "checkin_comment": state.checkin_comment,
+            "session_id": state.session_id,
+        }
+
     def _carry(self) -> SessionInput:
-        return SessionInput(session_id=self.state.session_id, session=self.core.start, policy=self.core.policy,
+        session = self.core.start
+        if session is not None and rules.in_database(self.state):  # stored (or pending in the state): not twice
+            session = session.model_copy(update={"attendees": []})
+        return SessionInput(session_id=self.state.session_id, session=session, policy=self.core.policy,
                             state=self.state, awaiting_since=self.core.awaiting_since)
 
     def _details(self) -> list[str]:
         state = self.state
+        sent = state.messages_sent + len(state.sent)
         return [f"**Session {state.session_id}** {state.title or ''} — {state.status.value}",
-                f"roster: {len(state.roster)} · messages sent: {len(state.sent)}"]
+                f"roster: {rules.members(state)} · messages sent: {sent}"]

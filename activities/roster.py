@@ -1,0 +1,90 @@
+"""A class session's roster in PostgreSQL, and the fan-out over it: one activity call writes a
+roster change, another sends one step to the next chunk of attendees (keyset order), each message
+through the one send step, so preferences, suppressions and the outbox's idempotency all apply and
+a retried chunk sends nobody twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.send import SendActivities
+from activities.store import Roster
+from workflows.contracts import CHANGE_ROSTER, FAN_OUT, DeliveryFailure, SendRequest, SendStatus
+from workflows.session import rules
+from workflows.session.models import Attendee, FanOut, FanOutReport, RosterChange, RosterReport
+
+SENDS_IN_FLIGHT = 20  # per chunk: enough to hide SMTP round trips, few enough for a small server
+
+
+class RosterActivities:
+    def __init__(self, roster: Roster, sends: SendActivities) -> None:
+        self.roster, self.sends = roster, sends
+
+    @activity.defn(name=CHANGE_ROSTER)
+    async def change_roster(self, change: RosterChange) -> RosterReport:
+        """Idempotent: the same change again reports `changed: 0`."""
+        changed, members = 0, None
+        if change.add:
+            counts = await self.roster.add(change.session_id, [a.model_dump(mode="json") for a in change.add],
+                                           keep_removed=change.from_start)
+            changed, members = changed + counts.changed, counts.members
+        if change.remove:
+            counts = await self.roster.remove(change.session_id, change.remove)
+            changed, members = changed + counts.changed, counts.members
+        if change.feedback:
+            counts = await self.roster.mark_feedback(change.session_id, change.feedback)
+            changed, members = changed + counts.changed, counts.members
+        if members is None:
+            members = (await self.roster.add(change.session_id, [], keep_removed=True)).members
+        return RosterReport(changed=changed, members=members)
+
+    @activity.defn(name=FAN_OUT)
+    async def fan_out(self, chunk: FanOut) -> FanOutReport:
+        """Send one step to the next `chunk.limit` attendees. A message no retry can fix (refused,
+        a broken template) is counted and the rest go on; a transient failure fails the chunk,
+        and its retry finds every message already sent recorded as done."""
+        page = await self.roster.page(chunk.session_id, chunk.after, chunk.limit + 1,
+                                      without_feedback=chunk.without_feedback)
+        attendees = [Attendee.model_validate(row) for row in page[:chunk.limit]]
+        gate = asyncio.Semaphore(SENDS_IN_FLIGHT)
+
+        async def one(attendee: Attendee, channel: str) -> tuple[SendStatus, str | None]:
+            request = SendRequest(
+                key=rules.key(chunk.session_id, chunk.step, attendee.attendee_id, channel), journey="session",
+                entity_id=chunk.session_id, template=chunk.template, recipient=attendee.recipient(),
+                context={**chunk.context, "name": attendee.name}, channel=channel, phone=attendee.phone,
+                due_at=chunk.due_at, not_after=chunk.not_after,
+            )
+            async with gate:
+                try:
+                    result = await self.sends.send_message(request)
+                except ApplicationError as err:
+                    if err.type in DeliveryFailure.ALL:
+                        return SendStatus.FAILED, f"delivery failed: {err.message}"
+                    raise
+            return result.status, result.reason
+
+        outcomes = await asyncio.gather(*(one(a, channel) for a in attendees for channel in a.channels),
+                                        return_exceptions=True)
+        if errors := [o for o in outcomes if isinstance(o, BaseException)]:
+            raise errors[0]  # retried with the send step's backoff
+        sent = sum(1 for status, _ in outcomes if status.delivered)  # type: ignore[union-attr]
+        skipped = Counter(_kind_of(reason or status.value) for status, reason in outcomes  # type: ignore[misc]
+                          if not status.delivered)  # type: ignore[union-attr]
+        more = len(page) > chunk.limit
+        remaining = 0
+        if more:
+            remaining = await self.roster.count_after(chunk.session_id, attendees[-1].attendee_id,
+                                                      without_feedback=chunk.without_feedback)
+        return FanOutReport(attendees=len(attendees), sent=sent, skipped=dict(skipped),
+                            last=attendees[-1].attendee_id if more else None, remaining=remaining)
+
+
+def _kind_of(reason: str) -> str:
+    """`too late: due by …` → `too late`: a chunk reports counts per kind of reason (the outbox
+    keeps each message's own)."""
+    return reason.split(":")[0].split(" (")[0].strip()
