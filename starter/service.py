@@ -61,6 +61,10 @@ def utc_now() -> datetime:
 
 
 REPLY_WAIT = 5.0  # seconds a start or event waits for a worker's reply before it is only accepted
+# Temporal takes 10 updates in flight per workflow and refuses the rest (RESOURCE_EXHAUSTED, retried
+# by the SDK with backoff): this process sends at most this many to one journey at a time, the rest
+# queue here (within the same reply wait).
+UPDATES_IN_FLIGHT_PER_JOURNEY = 4
 TIMED_FIELDS = ("scheduled_at", "starts_at")  # an event moving a journey to a past time is refused at the edge
 
 
@@ -87,6 +91,7 @@ class Journeys:
 
     def __init__(self, client: Client, settings: Settings, kind: JourneyKind, reply_wait: float = REPLY_WAIT) -> None:
         self.client, self.settings, self.kind, self.reply_wait = client, settings, kind, reply_wait
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}  # entity id → (gate, callers holding or waiting)
 
     def _handle(self, entity_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(self.kind.workflow_id(entity_id))
@@ -116,10 +121,23 @@ class Journeys:
         """The update's reply; None when no worker answered within `reply_wait`."""
         operation = WithStartWorkflowOperation(self.kind.workflow.run, self._empty_input(entity_id),
                                                **self._start_options(entity_id, summary))
+
+        async def gated() -> Any:
+            gate, users = self._gates.get(entity_id) or (asyncio.Semaphore(UPDATES_IN_FLIGHT_PER_JOURNEY), 0)
+            self._gates[entity_id] = (gate, users + 1)
+            try:
+                async with gate:
+                    return await self.client.execute_update_with_start_workflow(
+                        update, arg, start_workflow_operation=operation)
+            finally:
+                gate, users = self._gates[entity_id]
+                if users <= 1:
+                    del self._gates[entity_id]
+                else:
+                    self._gates[entity_id] = (gate, users - 1)
+
         try:
-            return await asyncio.wait_for(
-                self.client.execute_update_with_start_workflow(update, arg, start_workflow_operation=operation),
-                timeout=self.reply_wait)
+            return await asyncio.wait_for(gated(), timeout=self.reply_wait)
         except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker took it in time
             return None
         except WorkflowAlreadyStartedError as err:
