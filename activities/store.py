@@ -218,7 +218,10 @@ class Roster:
     async def add(self, session_id: str, attendees: list[dict[str, Any]], *, keep_removed: bool) -> RosterCounts:
         """Upsert attendees. `keep_removed`: the start's own roster, which neither revives an attendee
         removed before it arrived nor overwrites one added or changed by an event since."""
-        conflict = ("DO NOTHING" if keep_removed else
+        # The start's roster only fills rows no event has (a feedback mark that came first); an
+        # event's addition overrides what is there and revives a removal.
+        conflict = ("DO UPDATE SET attendee = EXCLUDED.attendee, changed_at = now() "
+                    "WHERE roster.attendee IS NULL AND NOT roster.removed" if keep_removed else
                     "DO UPDATE SET attendee = EXCLUDED.attendee, removed = false, changed_at = now() "
                     "WHERE roster.removed OR roster.attendee IS DISTINCT FROM EXCLUDED.attendee")
         async with self.pool.acquire() as conn, conn.transaction():
@@ -244,11 +247,13 @@ class Roster:
             return RosterCounts(sum(1 for r in rows if not r["inserted"]), await self._members(conn, session_id))
 
     async def mark_feedback(self, session_id: str, attendee_ids: list[str]) -> RosterCounts:
+        """A mark for an attendee not stored yet (the start's roster still on its way) is kept in a
+        row of its own, which their addition fills in."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "UPDATE roster SET feedback = true, changed_at = now() "
-                "WHERE session_id = $1 AND attendee_id = ANY($2::text[]) AND NOT feedback RETURNING attendee_id",
-                session_id, attendee_ids)
+                "INSERT INTO roster (session_id, attendee_id, feedback) SELECT $1, unnest($2::text[]), true "
+                "ON CONFLICT (session_id, attendee_id) DO UPDATE SET feedback = true, changed_at = now() "
+                "WHERE NOT roster.feedback RETURNING attendee_id", session_id, attendee_ids)
             return RosterCounts(len(rows), await self._members(conn, session_id))
 
     async def page(self, session_id: str, after: str | None, limit: int, *,

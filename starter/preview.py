@@ -1,7 +1,9 @@
 """`followups preview`: the real workflow on the time-skipping server, rendered, delivered nowhere.
 
 The seed's `--dry-run`, made exact: the timings come from the same code that runs in production,
-a week passes in a second, and every message is rendered by the send step in dry-run mode.
+a week passes in a second, and every message is rendered by the send step in dry-run mode. Any
+kind with a `preview` sample in the registry can be played: its sample start, the user's fields
+over it, and events at offsets from the anchor (the moment the journey starts).
 """
 
 from __future__ import annotations
@@ -9,36 +11,76 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+from pydantic import BaseModel
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig
 
 from settings import Settings
-from starter import embedded
-from starter.service import Journeys
-from workflows.appointment.models import appointment_event
-from workflows.contracts import Recipient
 from workflows.core.timing import when
-from workflows.interview.models import Invitation, interview_event
-from workflows.lead.models import Lead, lead_event
-from workflows.appointment.models import Booking
-from workflows.registry import APPOINTMENT, INTERVIEW, LEAD, SESSION, JourneyKind
-from workflows.session.models import Attendee, ClassSession, Tutor, session_event
+from workflows.registry import JourneyKind, PreviewSample
 
 PREVIEW_ID = "preview"
 EVENT_NUDGE = timedelta(seconds=1)
+PLAY_DAYS = 60  # a journey still running after this is shown as it is then
+
+
+@dataclass(frozen=True)
+class Later:
+    """A time given as an offset from the anchor, which is known only once the server runs."""
+
+    delta: timedelta
+
+    def __add__(self, other: timedelta) -> Later:
+        return Later(self.delta + other)
+
+
+def at_anchor(value: Any, anchor: datetime) -> Any:
+    """`value` with every `Later` in it made a time."""
+    if isinstance(value, Later):
+        return anchor + value.delta
+    if isinstance(value, dict):
+        return {key: at_anchor(item, anchor) for key, item in value.items()}
+    if isinstance(value, list):
+        return [at_anchor(item, anchor) for item in value]
+    return value
+
+
+def _over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, nested objects merged (a given `tutor.first_session` keeps the sample tutor)."""
+    merged = dict(base)
+    for key, value in top.items():
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _over(merged[key], value) if nested else value
+    return merged
 
 
 @dataclass
 class Scenario:
-    scheduled_at: timedelta | None = None
-    events: list[tuple[timedelta, str, timedelta | None]] = field(default_factory=list)  # (at, kind, scheduled)
-    policy: dict[str, Any] = field(default_factory=dict)
+    """One journey to play: the kind's sample start with `start` over it, and events, each
+    (offset from the anchor, event kind, the fields given; the sample fills what it needs more)."""
+
+    kind: JourneyKind
+    start: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[timedelta, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def sample(self) -> PreviewSample:
+        if self.kind.preview is None:
+            raise ValueError(f"{self.kind.name} has no preview sample in the registry")
+        return self.kind.preview
+
+    def start_at(self, anchor: datetime) -> BaseModel:
+        body = _over(self.sample.start(anchor), at_anchor(self.start, anchor))
+        return self.kind.start_model.model_validate({**body, self.kind.id_field: PREVIEW_ID})
+
+    def event_at(self, event_kind: str, fields: dict[str, Any], anchor: datetime) -> BaseModel:
+        given = at_anchor(fields, anchor)
+        fill = self.sample.events.get(event_kind)
+        return self.kind.event({**(fill(given) if fill else {}), **given, "kind": event_kind})
 
 
 @dataclass
@@ -55,9 +97,10 @@ class Preview:
     lines: list[Line]
     final_status: str
     final_state: Any = None
+    ended: bool = True
 
 
-def _offset(delta: timedelta) -> str:
+def offset(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.2f}d"
 
@@ -82,15 +125,16 @@ def _preview_runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=forwarded))
 
 
-EventAt = tuple[timedelta, Callable[[datetime], Any]]  # (offset from the anchor, anchor -> event)
-
-
-async def _play(settings: Settings, kind: JourneyKind, make_start: Callable[[datetime], Any],
-                events: list[EventAt]) -> Preview:
+async def play(scenario: Scenario, settings: Settings) -> Preview:
     """Start one journey at the time-skipping server's now (the anchor), send each event at its
     offset, skip time a day at a time until the journey ends, then read what the send step did."""
-    import worker
+    import asyncpg
 
+    import worker
+    from starter import embedded
+    from starter.service import Journeys
+
+    kind = scenario.kind
     tmp = tempfile.mkdtemp(prefix="followups-preview-")  # a throw-away PostgreSQL, deleted at exit
     settings = settings.model_copy(update={
         "database_url": embedded.start_postgres(Path(tmp) / "pg", cleanup="delete"), "smtp_host": "preview.invalid",
@@ -100,26 +144,30 @@ async def _play(settings: Settings, kind: JourneyKind, make_start: Callable[[dat
     async with env, worker.running_worker(settings, env.client):
         anchor = await env.get_current_time()
         journeys = Journeys(env.client, settings, kind)
-        await journeys.start_durably(make_start(anchor))  # signals: updates are unreliable on this server
-        handle = env.client.get_workflow_handle(journeys.kind.workflow_id(PREVIEW_ID))
+        await journeys.start_durably(scenario.start_at(anchor))  # signals: updates are unreliable on this server
+        handle = env.client.get_workflow_handle(kind.workflow_id(PREVIEW_ID))
         lines: list[Line] = []
-        for at, make_event in sorted(events, key=lambda item: item[0]):
+        state = None
+        for at, event_kind, fields in sorted(scenario.events, key=lambda item: item[0]):
             # A second early: the time-skipping server fails a workflow task that cancels a timer firing
             # while the task runs (the real server retries it), and round offsets often hit a timer.
             remaining = anchor + at - EVENT_NUDGE - await env.get_current_time()
             if remaining > timedelta(0):
                 await env.sleep(remaining)
-            event = make_event(anchor)
+            event = scenario.event_at(event_kind, fields, anchor)
             await handle.signal("event", event)
-            scheduled = getattr(event, "scheduled_at", None)
-            lines.append(Line(_offset(at), when(anchor + at), event.kind, "event",
-                              f"for {when(scheduled)}" if scheduled else ""))
-        for _ in range(60):
-            if (await handle.query(journeys.kind.workflow.state_query)).status in kind.closed:
+            moment = next((value for _, value in event if isinstance(value, datetime)), None)
+            lines.append(Line(offset(at), when(anchor + at), event.kind, "event",
+                              f"for {when(moment)}" if moment else ""))
+        for _ in range(PLAY_DAYS):
+            if (await handle.query(kind.workflow.state_query)).status in kind.closed:
                 break
             await env.sleep(timedelta(days=1))
-        final = env.client.get_workflow_handle_for(journeys.kind.workflow.run, journeys.kind.workflow_id(PREVIEW_ID))
-        state = await final.result()  # the journey returns its final state: no query on a closed workflow
+        else:  # still running (an appointment in a year): what it did so far
+            state = await handle.query(kind.workflow.state_query)
+        if state is None or state.status in kind.closed:
+            final = env.client.get_workflow_handle_for(kind.workflow.run, kind.workflow_id(PREVIEW_ID))
+            state = await final.result()  # the journey returns its final state: no query on a closed workflow
         conn = await asyncpg.connect(settings.database_url)
         try:
             rows = await conn.fetch("SELECT key, due_at, status, subject, reason FROM messages ORDER BY due_at")
@@ -127,98 +175,11 @@ async def _play(settings: Settings, kind: JourneyKind, make_start: Callable[[dat
             await conn.close()
     for row in rows:
         status = "would send" if row["status"] == "dry_run" else row["status"]
-        lines.append(Line(_offset(row["due_at"] - anchor), when(row["due_at"]), row["key"].split("/", 1)[1],
+        lines.append(Line(offset(row["due_at"] - anchor), when(row["due_at"]), row["key"].split("/", 1)[1],
                           status, row["subject"] if row["status"] == "dry_run" else row["reason"] or ""))
     for skip in state.skips:
         if not any(line.step == skip.step.split("/", 1)[1] for line in lines):
-            lines.append(Line(_offset(skip.at - anchor), when(skip.at), skip.step.split("/", 1)[1], "skipped",
+            lines.append(Line(offset(skip.at - anchor), when(skip.at), skip.step.split("/", 1)[1], "skipped",
                               skip.reason))
     lines.sort(key=lambda line: line.at)
-    return Preview(lines=lines, final_status=state.status.value, final_state=state)
-
-
-async def run_interview_preview(scenario: Scenario, settings: Settings) -> Preview:
-    """Offsets are from the invitation."""
-    def invitation(anchor: datetime) -> Invitation:
-        return Invitation(
-            interview_id=PREVIEW_ID,
-            candidate=Recipient(email="candidate@example.com", name="Alex Candidate", time_zone="Europe/Berlin"),
-            invited_at=anchor, slot_selection_url="https://jobs.example.com/slots/preview",
-            scheduled_at=anchor + scenario.scheduled_at if scenario.scheduled_at else None, policy=scenario.policy,
-        )
-
-    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], Any]:
-        return lambda anchor: interview_event(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
-
-    return await _play(settings, INTERVIEW, invitation,
-                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events])
-
-
-async def run_appointment_preview(scenario: Scenario, settings: Settings) -> Preview:
-    """Offsets are from the booking; `scenario.scheduled_at` is the appointment (required)."""
-    assert scenario.scheduled_at is not None
-
-    def booking(anchor: datetime) -> Booking:
-        return Booking(
-            appointment_id=PREVIEW_ID,
-            patient=Recipient(email="patient@example.com", name="Pat Patient", time_zone="Europe/Berlin"),
-            scheduled_at=anchor + scenario.scheduled_at, doctor="Dr. Rivera", clinic="Northside Clinic",
-            policy=scenario.policy,
-        )
-
-    def event(kind: str, scheduled: timedelta | None) -> Callable[[datetime], Any]:
-        return lambda anchor: appointment_event(kind=kind, scheduled_at=anchor + scheduled if scheduled else None)
-
-    return await _play(settings, APPOINTMENT, booking,
-                       [(at, event(kind, scheduled)) for at, kind, scheduled in scenario.events])
-
-
-async def run_lead_preview(scenario: Scenario, settings: Settings) -> Preview:
-    """Offsets are from day 0; events are (at, "converted" | "replied" | "cancel", None)."""
-    def lead(anchor: datetime) -> Lead:
-        return Lead(lead_id=PREVIEW_ID, contact=Recipient(email="lead@example.com", name="Lee Lead"),
-                    campaign="preview", company="Acme", offer_url="https://shop.example.com/offer",
-                    started_at=anchor, policy=scenario.policy)
-
-    def event(kind: str) -> Callable[[datetime], Any]:
-        return lambda anchor: lead_event(kind=kind)
-
-    return await _play(settings, LEAD, lead, [(at, event(kind)) for at, kind, _ in scenario.events])
-
-
-async def run_session_preview(scenario: Scenario, settings: Settings, attendees: int = 2,
-                              first_session: bool = False) -> Preview:
-    """Offsets are from the booking of the session; `scenario.scheduled_at` is its start (1 h long).
-    Events: (at, "cancel" | "recording_available" | "checkin_negative" | "feedback", None) or
-    (at, "reschedule", new start)."""
-    assert scenario.scheduled_at is not None
-    start_in = scenario.scheduled_at
-
-    def session(anchor: datetime) -> ClassSession:
-        return ClassSession(
-            session_id=PREVIEW_ID, title="Algebra 1", course="preview", starts_at=anchor + start_in,
-            ends_at=anchor + start_in + timedelta(hours=1), join_url="https://lms.example.com/join/preview",
-            feedback_url="https://lms.example.com/feedback/preview",
-            tutor=Tutor(name="Tom Tutor", email="tutor@example.com", first_session=first_session),
-            manager_email="manager@example.com", policy=scenario.policy,
-            attendees=[Attendee(attendee_id=f"student-{n}", name=f"Student {n}", email=f"student{n}@example.com",
-                                time_zone="Europe/Berlin") for n in range(1, attendees + 1)],
-        )
-
-    def event(kind: str, when_: timedelta | None) -> Callable[[datetime], Any]:
-        def make(anchor: datetime) -> SessionEvent:
-            if kind == "reschedule":
-                assert when_ is not None
-                return session_event(kind="reschedule", starts_at=anchor + when_,
-                                    ends_at=anchor + when_ + timedelta(hours=1))
-            if kind == "recording_available":
-                return session_event(kind=kind, recording_url="https://lms.example.com/recordings/preview")
-            if kind == "checkin_negative":
-                return session_event(kind="checkin_answer", ok=False, comment="the students could not hear me")
-            if kind == "feedback":
-                return session_event(kind="feedback", attendee_id="student-1")
-            return session_event(kind=kind)
-        return make
-
-    return await _play(settings, SESSION, session,
-                       [(at, event(kind, when_)) for at, kind, when_ in scenario.events])
+    return Preview(lines=lines, final_status=state.status.value, final_state=state, ended=state.status in kind.closed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -67,6 +67,18 @@ def _future(*field_names: str) -> Callable[[BaseModel, datetime], tuple[str, str
 
 
 @dataclass(frozen=True)
+class PreviewSample:
+    """What `followups preview KIND` plays: a start made at the anchor (the moment the journey
+    begins on the time-skipping server) and, by event kind, what an event needs beyond the fields
+    the user gave (a `recording_available` needs a `recording_url`). Plain fields, validated by the
+    kind's own models; the preview fills the id."""
+
+    anchor: str  # what the preview's offsets count from: "invite", "booking", "day 0"
+    start: Callable[[datetime], dict[str, Any]]
+    events: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class JourneyKind:
     name: str
     plural: str
@@ -88,6 +100,7 @@ class JourneyKind:
     check: Callable[[Any, datetime], tuple[str, str] | None] = lambda start, now: None
     tag: str = ""
     description: str = ""
+    preview: PreviewSample | None = None  # `followups preview {name}`
     event_models: dict[str, type[BaseModel]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -127,6 +140,9 @@ INTERVIEW = JourneyKind(
     templates=("interview_followup", "interview_reminder"), recipient=lambda i: str(i.candidate.email),
     stamp=_now_if_unset("invited_at"), tag="interviews",
     description="Seed 000: follow-ups until the candidate picks a slot, then a reminder the day before.",
+    preview=PreviewSample("invite", lambda at: {
+        "candidate": {"email": "candidate@example.com", "name": "Alex Candidate", "time_zone": "Europe/Berlin"},
+        "invited_at": at, "slot_selection_url": "https://jobs.example.com/slots/preview"}),
 )
 
 APPOINTMENT = JourneyKind(
@@ -140,6 +156,9 @@ APPOINTMENT = JourneyKind(
     templates=("appointment_reminder", "appointment_cancelled"), recipient=lambda b: str(b.patient.email),
     check=_future("scheduled_at"), tag="appointments",
     description="Seed 002: reminders at the policy's offsets before the appointment.",
+    preview=PreviewSample("booking", lambda at: {
+        "patient": {"email": "patient@example.com", "name": "Pat Patient", "time_zone": "Europe/Berlin"},
+        "scheduled_at": at + timedelta(days=3), "doctor": "Dr. Rivera", "clinic": "Northside Clinic"}),
 )
 
 LEAD = JourneyKind(
@@ -150,6 +169,9 @@ LEAD = JourneyKind(
     templates=("lead_welcome", "lead_still_interested", "lead_final_offer"), recipient=lambda lead: str(lead.contact.email),
     group_field="campaign", stamp=_now_if_unset("started_at"), tag="leads",
     description="Seed 003: day 0, day 3 and day 7 emails until the lead converts, replies or unsubscribes.",
+    preview=PreviewSample("day 0", lambda at: {
+        "contact": {"email": "lead@example.com", "name": "Lee Lead"}, "campaign": "preview", "company": "Acme",
+        "offer_url": "https://shop.example.com/offer", "started_at": at}),
 )
 
 SESSION = JourneyKind(
@@ -167,6 +189,23 @@ SESSION = JourneyKind(
                "session_escalation"),
     recipient=lambda s: str(s.tutor.email), group_field="course", check=_future("starts_at"), tag="sessions",
     description="Seeds 003/004: reminders to the roster, recording notice, feedback reminder, first-session check-in.",
+    preview=PreviewSample("now", lambda at: {
+        "title": "Algebra 1", "course": "preview", "starts_at": at + timedelta(days=2),
+        "ends_at": at + timedelta(days=2, hours=1), "join_url": "https://lms.example.com/join/preview",
+        "feedback_url": "https://lms.example.com/feedback/preview", "manager_email": "manager@example.com",
+        "tutor": {"name": "Tom Tutor", "email": "tutor@example.com"},
+        "attendees": [{"attendee_id": f"student-{n}", "name": f"Student {n}", "email": f"student{n}@example.com",
+                       "time_zone": "Europe/Berlin"} for n in (1, 2)],
+    }, events={
+        "reschedule": lambda given: {"ends_at": given["starts_at"] + timedelta(hours=1)}  # a class keeps its length
+                                    if "starts_at" in given else {},
+        "recording_available": lambda given: {"recording_url": "https://lms.example.com/recordings/preview"},
+        "feedback": lambda given: {"attendee_id": "student-1"},
+        "checkin_answer": lambda given: {"ok": False, "comment": "the students could not hear me"},
+        "add_attendee": lambda given: {"attendee": {"attendee_id": "student-new", "name": "New Student",
+                                                    "email": "new-student@example.com"}},
+        "remove_attendee": lambda given: {"attendee_id": "student-2"},
+    }),
 )
 
 PAYMENT = JourneyKind(
@@ -178,6 +217,10 @@ PAYMENT = JourneyKind(
     templates=("payment_reminder", "payment_confirmation"), recipient=lambda p: str(p.payer.email),
     stamp=_now_if_unset("started_at"), tag="payments",
     description="Seeds 001/003: reminders while a payment stays pending, a confirmation once it is paid.",
+    preview=PreviewSample("pending", lambda at: {
+        "payer": {"email": "payer@example.com", "name": "Pat Payer", "time_zone": "Europe/Berlin"},
+        "currency": "EUR", "amount": "49.90", "payment_url": "https://pay.example.com/i/preview",
+        "description": "Invoice 2026-001", "started_at": at}),
 )
 
 KINDS: dict[str, JourneyKind] = {kind.name: kind for kind in (INTERVIEW, APPOINTMENT, LEAD, SESSION, PAYMENT)}

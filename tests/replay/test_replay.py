@@ -28,3 +28,23 @@ async def test_history_replays(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=SANDBOX)
     await replayer.replay_workflow(history)
+
+
+LONG = [path for path in HISTORIES if "@" not in path.stem and len(path.read_text()) > 100_000]
+
+
+@pytest.mark.parametrize("path", LONG, ids=[p.stem for p in LONG])
+async def test_a_history_recorded_before_the_budget_replays_past_it(path: Path, monkeypatch):
+    """The history budget (continue-as-new past N events) is behind a patch: a journey that began on
+    older code, asleep with a history longer than the budget, replays as it ran."""
+    from workflows.core import loop
+
+    monkeypatch.setattr(loop, "HISTORY_EVENTS_BUDGET", 20)
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    assert len(history.events) > 20
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=SANDBOX)
+    await replayer.replay_workflow(history)
+
+
+def test_there_are_long_histories_to_replay_past_the_budget():
+    assert len(LONG) >= 2

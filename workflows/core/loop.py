@@ -27,18 +27,29 @@ def over_budget(updates_seen: int = 0) -> bool:
             or updates_seen >= UPDATES_BUDGET)
 
 
+# Journeys whose histories were recorded before the budget existed replay without it (a long one
+# would otherwise continue as new where its history has a timer or an activity).
+HISTORY_BUDGET = "history-budget"
+
+
 async def run_plan(plan: Callable[[], PlannedStep | None], take: Callable[[PlannedStep], Awaitable[None]],
                    revision: Callable[[], int], carry: Callable[[], Any],
                    updates_seen: Callable[[], int] = lambda: 0) -> None:
     """`revision()` moves whenever an event changed the journey; `carry()` is the input of the
-    next run when the history budget is spent."""
+    next run when the history budget is spent. A wait also wakes when updates alone spend their
+    budget (duplicates and refusals do not move `revision`; a run takes at most 2,000 updates).
+    Only updates wake it: histories recorded before the budget have none, so they replay as they ran."""
+    budget = True  # False once replay shows this run began before the budget
     while (step := plan()) is not None:
-        if over_budget(updates_seen()):
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(carry())
+        if budget and over_budget(updates_seen()):
+            if workflow.patched(HISTORY_BUDGET):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(carry())
+            budget = False
         seen = revision()
-        if not await wait_for_step_or_change(step.at, lambda: revision() != seen, step.label):
-            continue  # an event changed the plan: plan again
+        if not await wait_for_step_or_change(
+                step.at, lambda: revision() != seen or updates_seen() >= UPDATES_BUDGET, step.label):
+            continue  # an event changed the plan (or the budget is spent): plan again
         await take(step)
 
 

@@ -39,7 +39,8 @@ def in_database(state: SessionState) -> bool:
 
 
 def members(state: SessionState) -> int:
-    return state.roster_size if in_database(state) else len(state.roster)
+    """On the roster now (with the database: stored, or still to store from the start)."""
+    return state.roster_size + len(state.roster_pending) if in_database(state) else len(state.roster)
 
 
 def fan_out_halted(state: SessionState, step: PlannedStep, starts_at: datetime | None, now: datetime,

@@ -58,6 +58,8 @@ class SessionJourney:
     def __init__(self, journey: SessionInput) -> None:
         state = SessionState(session_id=journey.session_id, status=SessionStatus.AWAITING_START, policy=journey.policy)
         self.roster_lock = asyncio.Lock()  # roster changes apply one at a time, in the order they arrived
+        if journey.session is not None and journey.state is None:  # a start in the input: decide before it applies
+            self._decide_roster_store(state)
         self.core = JourneyCore("session", journey.session_id, rules, journey.policy, state, journey.session,
                                 journey.state, journey.awaiting_since, apply=self._apply, details=self._details,
                                 recipient=lambda: self.state.tutor_email, group=lambda: self.state.course)
@@ -111,28 +113,36 @@ class SessionJourney:
         return self.state
 
     def _roster_in_database(self) -> bool:
+        return self._decide_roster_store(self.state)
+
+    @staticmethod
+    def _decide_roster_store(state: SessionState) -> bool:
         """Decided once, at the journey's first start or event: histories recorded before the
         roster left the state replay with it in the state."""
-        if self.state.roster_store is None:
-            self.state.roster_store = "database" if workflow.patched(ROSTER_IN_DATABASE) else "state"
-        return self.state.roster_store == "database"
+        if state.roster_store is None:
+            state.roster_store = "database" if workflow.patched(ROSTER_IN_DATABASE) else "state"
+        return state.roster_store == "database"
 
     async def _roster_event(self, event: SessionEvent) -> EventOutcome:
-        """Add, remove or mark feedback in the roster table, in the order events arrive."""
-        state = self.state
-        if (screened := rules.screen_roster_event(state, event, workflow.now())) is not None:
-            return screened
-        report = await self._change_roster(rules.roster_change(state, event), f"{event.kind} ({event.dedupe_key()})")
-        outcome = rules.roster_outcome(state, event, report.changed)
+        """Add, remove or mark feedback in the roster table, one at a time in the order events
+        arrive: screened once it is its turn (a copy in flight twice is a duplicate, an add queued
+        behind a cancel is refused), so each reported size is the latest and a remove follows its add."""
+        async with self.roster_lock:
+            state = self.state
+            if (screened := rules.screen_roster_event(state, event, workflow.now())) is not None:
+                return screened
+            report = await self._change_roster(rules.roster_change(state, event),
+                                               f"{event.kind} ({event.dedupe_key()})")
+            outcome = rules.roster_outcome(state, event, report.changed)
         if outcome.applied:
             self.core.revision += 1
         return outcome
 
     async def _change_roster(self, change: RosterChange, summary: str) -> RosterReport:
-        async with self.roster_lock:  # so each reported size is the latest, and a remove follows its add
-            report = await workflow.execute_activity(
-                CHANGE_ROSTER, change, result_type=RosterReport, start_to_close_timeout=SEND_TIMEOUT,
-                retry_policy=SEND_RETRY, summary=summary)
+        """The caller holds `roster_lock`."""
+        report = await workflow.execute_activity(
+            CHANGE_ROSTER, change, result_type=RosterReport, start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=SEND_RETRY, summary=summary)
         self.state.roster_size = report.members
         return report
 
@@ -146,9 +156,11 @@ class SessionJourney:
         state = self.state
         match step.kind:
             case StepKind.ROSTER:
-                pending, state.roster_pending = state.roster_pending, []
-                await self._change_roster(RosterChange(session_id=state.session_id, add=pending, from_start=True),
-                                          f"store the start's roster ({len(pending)})")
+                async with self.roster_lock:
+                    pending = state.roster_pending
+                    await self._change_roster(RosterChange(session_id=state.session_id, add=pending,
+                                                           from_start=True), f"store the start's roster ({len(pending)})")
+                    state.roster_pending = []
             case StepKind.ABANDON:
                 state.status = SessionStatus.ABANDONED
             case StepKind.COMPLETE:

@@ -1,0 +1,5 @@
+"""`python -m starter.cli` is `followups`."""
+
+from starter.cli import app
+
+app()
