@@ -16,7 +16,7 @@ from typing import Any
 from temporalio.client import Client
 
 from settings import Settings
-from starter.service import Conflict, Journeys, NotFound, Rejected
+from starter.service import Conflict, Journeys, NotFound, Rejected, Unavailable
 from workflows.core import search
 from workflows.registry import KINDS
 
@@ -89,6 +89,10 @@ async def act(client: Client, settings: Settings, selector: Selector, event_for:
                 return
             except (Conflict, NotFound):
                 outcome = None
+            except Unavailable as err:  # one journey Temporal could not answer for: reported, the rest go on
+                report.unchanged += 1
+                report.problems.append(f"{kind}-{entity_id}: {err.detail}")
+                return
         if outcome is not None and outcome.applied:
             report.changed += 1
         else:

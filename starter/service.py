@@ -118,17 +118,21 @@ class Journeys:
         return self.kind.empty_input(entity_id, default_policy(self.kind, self.settings))
 
     async def _update_with_start(self, entity_id: str, update: Any, arg: BaseModel, summary: str) -> Any:
-        """The update's reply; None when no worker answered within `reply_wait`."""
+        """The update's reply, creating the journey if it does not exist; None when no worker
+        answered within `reply_wait`."""
         operation = WithStartWorkflowOperation(self.kind.workflow.run, self._empty_input(entity_id),
                                                **self._start_options(entity_id, summary))
+        return await self._update(entity_id, lambda: self.client.execute_update_with_start_workflow(
+            update, arg, start_workflow_operation=operation))
 
+    async def _update(self, entity_id: str, call: Any) -> Any:
+        """Run one update call through this journey's gate; map its failures to service errors."""
         async def gated() -> Any:
             gate, users = self._gates.get(entity_id) or (asyncio.Semaphore(UPDATES_IN_FLIGHT_PER_JOURNEY), 0)
             self._gates[entity_id] = (gate, users + 1)
             try:
                 async with gate:
-                    return await self.client.execute_update_with_start_workflow(
-                        update, arg, start_workflow_operation=operation)
+                    return await call()
             finally:
                 gate, users = self._gates[entity_id]
                 if users <= 1:
@@ -151,6 +155,8 @@ class Journeys:
                 raise Rejected(cause.message, field=field) from err
             raise Unavailable(f"the journey could not take it: {cause or err}") from err
         except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:  # no such journey, or it has ended
+                raise NotFound(f"no running {self.kind.name} {entity_id!r}", field=self.kind.id_field) from err
             raise Unavailable(f"Temporal could not answer: {err.message}") from err
 
     async def _ended(self, entity_id: str) -> Conflict:
@@ -164,6 +170,8 @@ class Journeys:
                                              start_signal_args=[arg], **self._start_options(entity_id, summary))
         except WorkflowAlreadyStartedError as err:
             raise await self._ended(entity_id) from err
+        except RPCError as err:
+            raise Unavailable(f"Temporal could not take it: {err.message}") from err
 
     # --- starts ---------------------------------------------------------------------------------
 
@@ -219,14 +227,54 @@ class Journeys:
 
     async def send_event(self, entity_id: str, event: BaseModel) -> Answer:
         """Apply one event and answer with its outcome and the new plan; refused → Rejected (422),
-        the journey is over → Conflict (409)."""
+        the journey is over → Conflict (409). A journey that does not exist yet is created by the
+        event (it waits for its start), unless the journey's rules would refuse the event anyway."""
+        retry_of = event.event_id  # the caller's own id: a retry after the end answers as the first did
         event = self._checked(event)
-        summary = f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})"
-        reply = await self._update_with_start(entity_id, self.kind.workflow.apply_event, event, summary)
+        try:
+            try:
+                reply = await self._update(entity_id, lambda: self._handle(entity_id).execute_update(
+                    self.kind.workflow.apply_event, event))
+            except NotFound:
+                if await self._exists(entity_id):
+                    raise await self._ended(entity_id) from None
+                self._screen_early(entity_id, event)
+                summary = f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})"
+                reply = await self._update_with_start(entity_id, self.kind.workflow.apply_event, event, summary)
+        except Conflict:
+            if retry_of and (answer := await self._recorded(entity_id, retry_of)) is not None:
+                return answer
+            raise
         if reply is None:
             await self.signal_event(entity_id, event)
             return Answer(state=None, accepted=True)
         return Answer(state=reply.state, event=reply.event)
+
+    async def _exists(self, entity_id: str) -> bool:
+        try:
+            await self._handle(entity_id).describe()
+            return True
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise Unavailable(f"Temporal could not answer: {err.message}") from err
+
+    def _screen_early(self, entity_id: str, event: BaseModel) -> None:
+        """An event for an id with no journey: refused here, before anything is created, when the
+        rules would refuse it on a journey still waiting for its start."""
+        policy = default_policy(self.kind, self.settings)
+        waiting = self.kind.state_model(**{self.kind.id_field: entity_id, "status": "awaiting_start",
+                                           "policy": policy})
+        outcome = self.kind.rules.apply_event(waiting, event, policy, utc_now())
+        if outcome.code == "invalid":
+            raise Rejected(outcome.reason or "refused", field=outcome.field)
+
+    async def _recorded(self, entity_id: str, event_id: str) -> Answer | None:
+        """The outcome an ended journey recorded for this event id, if it applied it."""
+        state = await self.state(entity_id, wait=False)
+        outcome = next((seen for seen in (state.events if state else []) if seen.event == event_id and seen.applied),
+                       None)
+        return Answer(state=state, event=outcome) if outcome is not None else None
 
     async def signal_event(self, entity_id: str, event: BaseModel) -> None:
         """The event as signal-with-start: durable with no worker up; no reply."""

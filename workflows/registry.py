@@ -20,7 +20,12 @@ from workflows.appointment.models import (
     APPOINTMENT_CLOSED, AppointmentEvent, AppointmentInput, AppointmentPolicy, AppointmentState, Booking,
 )
 from workflows.appointment.workflow import AppointmentJourney
+from workflows.appointment import rules as appointment_rules
 from workflows.core.timing import when
+from workflows.interview import rules as interview_rules
+from workflows.lead import rules as lead_rules
+from workflows.payment import rules as payment_rules
+from workflows.session import rules as session_rules
 from workflows.interview.models import (
     CLOSED_STATUSES, InterviewEvent, InterviewInput, InterviewPolicy, InterviewState, Invitation,
 )
@@ -90,6 +95,7 @@ class JourneyKind:
     event_union: Any
     events: tuple[EventRoute, ...]
     closed: frozenset
+    rules: Any  # the kind's pure rules module (the API screens an event for a journey not started yet)
     input_field: str  # the workflow input's field that carries the start (invitation, booking…)
     start_signal: str  # the start as a signal (its name in recorded histories: invite, book, begin)
     summary: Callable[[Any], str]  # the Web UI's one line for a journey, from its start input
@@ -132,7 +138,7 @@ class JourneyKind:
 INTERVIEW = JourneyKind(
     name="interview", plural="interviews", workflow=InterviewJourney, start_model=Invitation,
     input_model=InterviewInput, state_model=InterviewState, policy_model=InterviewPolicy,
-    event_union=InterviewEvent, closed=CLOSED_STATUSES, input_field="invitation", start_signal="invite",
+    event_union=InterviewEvent, closed=CLOSED_STATUSES, rules=interview_rules, input_field="invitation", start_signal="invite",
     events=(EventRoute("confirm", "confirm"), EventRoute("reschedule", "reschedule"),
             EventRoute("cancel", "cancel"), EventRoute("complete", "complete")),
     summary=lambda i: (f"Interview {i.interview_id} with {i.candidate.name} <{i.candidate.email}>, "
@@ -148,7 +154,7 @@ INTERVIEW = JourneyKind(
 APPOINTMENT = JourneyKind(
     name="appointment", plural="appointments", workflow=AppointmentJourney, start_model=Booking,
     input_model=AppointmentInput, state_model=AppointmentState, policy_model=AppointmentPolicy,
-    event_union=AppointmentEvent, closed=APPOINTMENT_CLOSED, input_field="booking", start_signal="book",
+    event_union=AppointmentEvent, closed=APPOINTMENT_CLOSED, rules=appointment_rules, input_field="booking", start_signal="book",
     events=(EventRoute("confirm", "confirm"), EventRoute("reschedule", "reschedule"), EventRoute("cancel", "cancel"),
             EventRoute("complete", "complete"), EventRoute("resend_reminder", "resend-reminder")),
     summary=lambda b: (f"Appointment {b.appointment_id}: {b.patient.name} <{b.patient.email}> with {b.doctor} "
@@ -163,7 +169,7 @@ APPOINTMENT = JourneyKind(
 
 LEAD = JourneyKind(
     name="lead", plural="leads", workflow=LeadJourney, start_model=Lead, input_model=LeadInput,
-    state_model=LeadState, policy_model=LeadPolicy, event_union=LeadEvent, closed=LEAD_CLOSED, input_field="lead", start_signal="begin",
+    state_model=LeadState, policy_model=LeadPolicy, event_union=LeadEvent, closed=LEAD_CLOSED, rules=lead_rules, input_field="lead", start_signal="begin",
     events=(EventRoute("converted", "converted"), EventRoute("replied", "replied"), EventRoute("cancel", "cancel")),
     summary=lambda lead: f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}",
     templates=("lead_welcome", "lead_still_interested", "lead_final_offer"), recipient=lambda lead: str(lead.contact.email),
@@ -177,7 +183,7 @@ LEAD = JourneyKind(
 SESSION = JourneyKind(
     name="session", plural="sessions", workflow=SessionJourney, start_model=ClassSession, input_model=SessionInput,
     state_model=SessionState, policy_model=SessionPolicy, event_union=SessionEvent, closed=SESSION_CLOSED,
-    input_field="session", start_signal="begin",
+    rules=session_rules, input_field="session", start_signal="begin",
     events=(EventRoute("add_attendee", "attendees"),
             EventRoute("remove_attendee", "attendees/{attendee_id}", method="DELETE"),
             EventRoute("reschedule", "reschedule"), EventRoute("cancel", "cancel"),
@@ -211,7 +217,7 @@ SESSION = JourneyKind(
 PAYMENT = JourneyKind(
     name="payment", plural="payments", workflow=PaymentJourney, start_model=Payment, input_model=PaymentInput,
     state_model=PaymentState, policy_model=PaymentPolicy, event_union=PaymentEvent, closed=PAYMENT_CLOSED,
-    input_field="payment", start_signal="begin",
+    rules=payment_rules, input_field="payment", start_signal="begin",
     events=(EventRoute("paid", "paid"), EventRoute("cancel", "cancel")),
     summary=lambda p: f"Payment {p.payment_id}: {p.amount} {p.currency} from {p.payer.name} <{p.payer.email}>",
     templates=("payment_reminder", "payment_confirmation"), recipient=lambda p: str(p.payer.email),

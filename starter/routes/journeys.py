@@ -71,6 +71,8 @@ def _kind_routes(api: APIRouter, kind: JourneyKind, after_start: AfterStart | No
     api.add_api_route(
         base, _endpoint([_param("start", Annotated[kind.start_model, Body()])], start), methods=["POST"],
         status_code=201, response_model=View, tags=tags, name=f"start_{kind.name}",
+        responses={200: {"model": View, "description": "that id already had a journey: nothing changed"},
+                   202: {"model": View, "description": "no worker answered in time: recorded, applied later"}},
         summary=f"Start a {kind.name} journey",
         description=f"{kind.description}\n\n201 when started, 200 when that id already had a journey, 202 when "
                     "no worker answered in time (the start is recorded and will be applied).")
@@ -87,11 +89,13 @@ def _kind_routes(api: APIRouter, kind: JourneyKind, after_start: AfterStart | No
 
 def _event_route(api: APIRouter, kind: JourneyKind, route: EventRoute, entity: inspect.Parameter) -> None:
     body_model = BODIES[(kind.name, route.kind)]
-    required = any(info.is_required() for info in body_model.model_fields.values())
+    model = kind.event_models[route.kind]
+    # a check across fields (e.g. `attendee` or `attendees`) makes a body necessary even if no one field is
+    required = (any(info.is_required() for info in body_model.model_fields.values())
+                or bool(model.__pydantic_decorators__.model_validators))
     body = _param("body", Annotated[body_model, Body()] if required else Annotated[body_model | None, Body()],
                   inspect.Parameter.empty if required else None)
     extra = [_param(name, Annotated[EntityId, Path()]) for name in route.path_params]
-    model = kind.event_models[route.kind]
 
     async def steer(request: Request, body: Any = None, **path: Any) -> Any:
         entity_id = path.pop(kind.id_field)
@@ -106,6 +110,8 @@ def _event_route(api: APIRouter, kind: JourneyKind, route: EventRoute, entity: i
     api.add_api_route(
         f"/v1/{kind.plural}/{{{kind.id_field}}}/{route.path}", _endpoint([entity, *extra, body], steer),
         methods=[route.method], response_model=VIEWS[kind.name], tags=[kind.tag or kind.plural],
+        responses={202: {"model": VIEWS[kind.name],
+                         "description": "no worker answered in time: recorded, applied once later"}},
         name=f"{kind.name}_{route.kind}", summary=(model.__doc__ or route.kind).strip().splitlines()[0],
         description="200 with the outcome and the new plan; 422 when the journey's rules refuse the event (it "
                     "changes nothing), 409 when the journey has ended, 202 when no worker answered in time (the "

@@ -42,6 +42,12 @@ async def test_a_reminder_while_pending_then_one_confirmation_once_paid(stack, h
     assert stack.smtp.sink.keys()[f"payment-{uid}/confirmation"] == 1
     late = await http.post(f"/v1/payments/{uid}/cancel", json={})
     assert late.status_code == 409 and late.json()["field"] == "payment_id", late.text
+    for _ in range(100):  # the journey closes once the confirmation is recorded
+        if (await stack.temporal.get_workflow_handle(f"payment-{uid}").describe()).status.name != "RUNNING":
+            break
+        await asyncio.sleep(0.1)
+    retried = await http.post(f"/v1/payments/{uid}/paid", json={"reference": "ch_1", "event_id": f"stripe-{uid}"})
+    assert retried.status_code == 200 and retried.json()["event"] == paid.json()["event"], retried.text  # after the end too
 
 
 async def test_paid_after_cancel_is_a_conflict_and_bad_amounts_are_refused(http, uid):

@@ -231,3 +231,12 @@ async def test_a_roster_grows_by_batches_and_reads_back_a_page_at_a_time(hooked,
 async def _reminded(smtp, uid: str, expected: int):
     keys = [k for k in smtp.sink.keys() if k.startswith(f"session-{uid}/reminder-15s")]
     return keys if len(keys) >= expected else None
+
+
+async def test_an_event_its_rules_refuse_for_an_unknown_session_creates_nothing(hooked, local_env, uid):
+    refused = await hooked.post(f"/v1/sessions/{uid}/recording", json={"recording_url": "https://lms.example.com/r/1"})
+    assert refused.status_code == 422 and "not started" in refused.json()["detail"], refused.text
+    assert (await hooked.get(f"/v1/sessions/{uid}")).status_code == 404
+    started = await hooked.post("/v1/sessions", json=_session(uid, 3600, []))
+    assert started.status_code == 201 and started.json()["created"] is True, started.text  # the id was not used up
+    await hooked.post(f"/v1/sessions/{uid}/cancel", json={"notify": False})

@@ -143,11 +143,13 @@ class Reschedule(JourneyEvent):
     starts_at: AwareDatetime
     ends_at: AwareDatetime
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> Reschedule:
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        return self
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and value <= starts_at:
+            raise ValueError("ends_at must be after starts_at")  # on the field: a 422 names `ends_at`
+        return value
 
     def stamp(self) -> str:
         return self.starts_at.isoformat()
