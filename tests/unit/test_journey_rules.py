@@ -1455,3 +1455,15 @@ def test_distinct_offsets_never_share_a_key(many):
 
     assert len({offset_label(o) for o in many}) == len(many)
     assert offset_label(timedelta(days=1, hours=2)) == "1d2h" and offset_label(timedelta(seconds=90.25)) == "1m30s250ms"
+
+
+def test_the_event_log_keeps_the_last_thousand_outcomes_and_recognises_redeliveries_within_them():
+    from workflows.core.events import EVENT_LOG
+    from workflows.session.models import Feedback
+
+    state = SessionState(session_id="big", status=SessionStatus.SCHEDULED)
+    for n in range(EVENT_LOG + 500):
+        session_rules.apply_event(state, Feedback(attendee_id=f"a{n}", event_id=f"fb-{n}"), None, T0)
+    assert len(state.events) == EVENT_LOG and state.events[-1].event == f"fb-{EVENT_LOG + 499}"
+    again = session_rules.apply_event(state, Feedback(attendee_id="a1400", event_id="fb-1400"), None, T0)
+    assert again.code == "duplicate"

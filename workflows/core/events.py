@@ -10,6 +10,9 @@ from workflows.core.fields import EventId, Strict
 from workflows.core.steps import EventOutcome, OutcomeCode, Skip
 
 ENDED_BY = {"cancel": "cancelled", "complete": "completed"}  # event kind → the status it ends a journey in
+# How many outcomes a journey keeps: an `event_id` is recognised as a redelivery within its
+# journey's last 1,000 events (a session whose 10,000 attendees each send feedback stays small).
+EVENT_LOG = 1_000
 
 
 class JourneyEvent(Strict):
@@ -33,8 +36,14 @@ def record_outcome(state: Any, key: str, applied: bool, reason: str | None = Non
     """Log an event's outcome in the state (a redelivery finds it by key) and return it."""
     result = EventOutcome(event=key, applied=applied, reason=reason,
                           code=code or ("applied" if applied else "invalid"), field=field)
-    state.events.append(result)
+    _log(state, result)
     return result
+
+
+def _log(state: Any, outcome: EventOutcome) -> None:
+    state.events.append(outcome)
+    if len(state.events) > EVENT_LOG:
+        del state.events[:len(state.events) - EVENT_LOG]
 
 
 def screen_event(state: Any, event: JourneyEvent, closed: frozenset,
@@ -60,7 +69,7 @@ def no_change(state: Any, event: JourneyEvent, why: str) -> EventOutcome:
     duplicate and cannot undo that change; without an id nothing is logged (twice = once)."""
     result = EventOutcome(event=event.dedupe_key(), applied=True, reason=f"no change: {why}", code="no_change")
     if event.event_id:
-        state.events.append(result)
+        _log(state, result)
     return result
 
 

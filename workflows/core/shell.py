@@ -24,6 +24,8 @@ from workflows.core.steps import REFUSED, EventOutcome, PlannedStep
 
 S = TypeVar("S", bound=BaseModel)
 
+REPLY_TAIL = 20  # outcomes and skips an update's answer carries
+
 # Update failure types the API maps to HTTP: the rules refused the event (422), the journey is over (409).
 EVENT_REFUSED = "EventRefused"
 JOURNEY_ENDED = "JourneyEnded"
@@ -104,7 +106,7 @@ class JourneyCore(Generic[S]):
     def started(self, start: BaseModel) -> Reply[S]:
         self.updates += 1
         created = self.begin(start)
-        return Reply[type(self.state)](created=created, state=self.planned())  # type: ignore[misc]
+        return Reply[type(self.state)](created=created, state=self._small(self.planned()))  # type: ignore[misc]
 
     def applied(self, event: Any) -> Reply[S]:
         self.updates += 1
@@ -114,7 +116,14 @@ class JourneyCore(Generic[S]):
         """An update's answer; a retry of an applied `event_id` answers as its first delivery did."""
         if outcome.code == "duplicate" and event.event_id:
             outcome = next((seen for seen in self.state.events if seen.event == event.event_id), outcome)  # type: ignore[attr-defined]
-        return Reply[type(self.state)](event=outcome, state=self.planned())  # type: ignore[misc]
+        return Reply[type(self.state)](event=outcome, state=self._small(self.planned()))  # type: ignore[misc]
+
+    @staticmethod
+    def _small(state: S) -> S:
+        """The state as an update answers with it (and history records it): the latest outcomes and
+        skips only; a query (`GET /v1/{kind}/{id}`) shows them all."""
+        return state.model_copy(update={"events": state.events[-REPLY_TAIL:],  # type: ignore[attr-defined]
+                                        "skips": state.skips[-REPLY_TAIL:]})  # type: ignore[attr-defined]
 
     def planned(self) -> S:
         """The state with the plan as it now stands (the loop acts on it once the handler returns)."""
