@@ -9,6 +9,7 @@ Ctrl-C (or SIGTERM) stops everything; the next run resumes sleeping journeys fro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -175,6 +176,12 @@ async def run_dev(settings: Settings, workers: int | None = None) -> None:
                                     port=settings.api_port, log_level="warning")
             server = uvicorn.Server(config)
             base = f"http://{settings.api_host}:{settings.api_port}"
+            serving = asyncio.create_task(server.serve())
+            while not server.started and not serving.done():  # the banner only once the API answers
+                await asyncio.sleep(0.05)
+            if serving.done():
+                await serving  # it could not start (the port is taken…): its error, not a banner
+                return
             print(
                 "\nFollowups is running (Ctrl-C stops everything; the next `make dev` resumes).\n"
                 f"  Temporal Web UI  http://localhost:{settings.temporal_ui_port}\n"
@@ -190,4 +197,4 @@ async def run_dev(settings: Settings, workers: int | None = None) -> None:
                 + demo_curl(settings) + "\n",
                 flush=True,
             )
-            await server.serve()
+            await serving
