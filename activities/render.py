@@ -56,6 +56,9 @@ def money(amount: str | Decimal, currency: str, locale: str | None = None) -> st
         raise TemplateProblem(f"money: cannot format {amount!r} {currency!r} for locale {locale!r}: {err}") from err
 
 
+FILTERS = {"local_time": local_time, "money": money}  # what templates may call, in every environment
+
+
 class Renderer:
     def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
         loader = FileSystemLoader(directory)
@@ -63,8 +66,7 @@ class Renderer:
         self.html_env = ImmutableSandboxedEnvironment(autoescape=select_autoescape(["html"]), **common)
         self.text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
         for env in (self.html_env, self.text_env):
-            env.filters["local_time"] = local_time
-            env.filters["money"] = money
+            env.filters.update(FILTERS)
 
     def render(self, template: str, context: dict[str, Any]) -> Rendered:
         try:

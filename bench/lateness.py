@@ -366,27 +366,16 @@ class Bench:
                                                                     url, table, str(self.spec(system))], env).start()
 
     def booker(self):
-        """How the app books an appointment: the service's signal-with-start when it has one."""
+        """How the app books an appointment: the service's signal-with-start (its durable path)."""
         from settings import Settings
+        from starter.service import Journeys
         from workflows.appointment.models import Booking
+        from workflows.registry import APPOINTMENT
 
-        client = self.temporal_env.client
-        settings = Settings(temporal_task_queue=self.task_queue)
-        try:
-            from starter.service import Appointments
+        appointments = Journeys(self.temporal_env.client, Settings(temporal_task_queue=self.task_queue), APPOINTMENT)
 
-            appointments = Appointments(client, settings)
-
-            async def book(booking: Booking) -> None:
-                await appointments.start(booking, wait=False)
-        except ImportError:  # before starter/service.py had Appointments: the workflow's own input
-            from workflows.appointment.workflow import AppointmentJourney, workflow_id
-            from workflows.appointment.models import AppointmentInput
-
-            async def book(booking: Booking) -> None:
-                await client.start_workflow(AppointmentJourney.run, AppointmentInput(
-                    appointment_id=booking.appointment_id, booking=booking),
-                    id=workflow_id(booking.appointment_id), task_queue=settings.temporal_task_queue)
+        async def book(booking: Booking) -> None:
+            await appointments.start_durably(booking)
 
         return book
 

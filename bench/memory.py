@@ -6,7 +6,7 @@ A `followups worker` process (its RSS alone, sampled with psutil) on the Tempora
 starter/embedded.py (SQLite file, WAL pragmas, as `make dev`) and an embedded PostgreSQL:
 
 1. stages of sleeping journeys (default 1,000 then 10,000 in all; --quick 500): appointments
-   booked through starter/service.Appointments (signal-with-start, as the API does), confirmed,
+   booked through starter/service.Journeys.start_durably (signal-with-start, the API's durable path), confirmed,
    7 days away, so each one's reminder timer is ~7 days off. After each stage, once every
    journey's first workflow task has run (its Stage search attribute says `confirmed`): worker
    RSS (now and peak during the stage), dev server RSS, the SQLite files' size and growth per
@@ -89,7 +89,7 @@ async def book(appointments, run_id: str, first: int, last: int, at: datetime) -
                           patient=Recipient(email=f"patient{i}@example.com", name=f"Patient {i}",
                                             time_zone="Europe/Berlin"))
         async with gate:
-            await appointments.start(booking, wait=False)
+            await appointments.start_durably(booking)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(first, last)))
@@ -107,7 +107,7 @@ async def start_leads(leads, run_id: str, n: int) -> float:
                     offer_url=f"https://shop.example.com/offer/{i}",
                     contact=Recipient(email=f"lead{i}@example.com", name=f"Lead {i}", time_zone="Europe/Berlin"))
         async with gate:
-            await leads.start(lead, wait=False)
+            await leads.start_durably(lead)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
@@ -148,7 +148,8 @@ def worker_label(args: argparse.Namespace) -> str:
 
 async def amain(args: argparse.Namespace) -> None:
     from settings import Settings
-    from starter.service import Appointments, LeadJourneys
+    from starter.service import Journeys
+    from workflows.registry import APPOINTMENT, LEAD
 
     work = work_dir("memory")
     run_id = uuid.uuid4().hex[:6]
@@ -176,7 +177,7 @@ async def amain(args: argparse.Namespace) -> None:
                     "sqlite": temporal.sqlite_bytes()}
         say(f"  idle worker {baseline['worker_rss_mb']} MB, dev server {baseline['temporal_rss_mb']} MB")
         settings = Settings(temporal_task_queue=task_queue)
-        appointments = Appointments(temporal.client, settings)
+        appointments = Journeys(temporal.client, settings, APPOINTMENT)
         at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=7)
         ready_query = f"TaskQueue = '{task_queue}' AND Journey = 'appointment' AND Stage = 'confirmed'"
         stages: list[dict[str, Any]] = []
@@ -218,7 +219,7 @@ async def amain(args: argparse.Namespace) -> None:
 
         messages: dict[str, Any] = {}
         if args.messages:
-            leads = LeadJourneys(temporal.client, settings)
+            leads = Journeys(temporal.client, settings, LEAD)
             cpu = CpuClock(pids).start()
             with PeakRss(worker.pid) as peak:
                 sent_before = sink.counts()["total"]

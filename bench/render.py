@@ -29,7 +29,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from activities.render import TEMPLATES_DIR, Renderer, local_time
+from activities.render import FILTERS, Renderer, TEMPLATES_DIR
 from activities.send import Sender
 from bench.common import load, machine_facts, now_iso, say, table, write_results
 
@@ -47,24 +47,30 @@ def send_step_context(recipient_name: str, email: str, key: str, time_zone: str 
 
 
 def contexts() -> dict[str, dict[str, Any]]:
-    """A realistic context per template: the keys its workflow sends (see workflows/*.py)."""
-    interview = {  # workflows/interview.py
+    """A realistic context per template: the keys its workflow sends (see workflows/*/workflow.py)."""
+    interview = {  # workflows/interview/workflow.py
         "candidate_name": "Ada Lovelace", "slot_selection_url": "https://jobs.example.com/slots/42",
         "followup_number": 3, "max_followups": 3, "scheduled_at": None, "time_zone": "Europe/London",
     }
-    appointment = {  # workflows/appointment.py
+    appointment = {  # workflows/appointment/workflow.py
         "patient_name": "Grace Hopper", "doctor": "Dr Jane Smith", "clinic": "Riverside Clinic",
         "location": "12 River Road, 2nd floor", "scheduled_at": SOON.isoformat(), "time_zone": "America/New_York",
     }
-    lead = {  # workflows/lead.py
+    lead = {  # workflows/lead/workflow.py
         "name": "Alan Turing", "company": "Bletchley Analytics", "offer_url": "https://shop.example.com/offer/spring",
         "campaign": "spring-2026", "step": 1, "steps": 3,
     }
-    session = {  # workflows/session.py
+    session = {  # workflows/session/workflow.py
         "name": "Katherine Johnson", "title": "Orbital Mechanics 101", "tutor_name": "Dorothy Vaughan",
         "starts_at": SOON.isoformat(), "ends_at": (SOON + timedelta(hours=1)).isoformat(),
         "join_url": "https://class.example.com/join/om101", "feedback_url": "https://class.example.com/feedback/om101",
         "recording_url": "https://class.example.com/rec/om101", "checkin_comment": None, "session_id": "om101-7",
+    }
+    payment = {  # workflows/payment/workflow.py
+        "payer_name": "Hedy Lamarr", "amount": "1234.50", "currency": "EUR", "locale": "de_DE",
+        "payment_url": "https://pay.example.com/inv-7", "description": "Spring course, instalment 2",
+        "reminder_number": 1, "started_at": SOON.isoformat(), "paid_at": None, "paid_reference": None,
+        "time_zone": "Europe/Vienna",
     }
     out = {
         "interview_followup": ({**interview}, "Ada Lovelace", "interview-42/followup-3"),
@@ -82,6 +88,9 @@ def contexts() -> dict[str, dict[str, Any]]:
         "session_escalation": ({**session, "name": "Mary Jackson",
                                 "checkin_comment": "The projector failed & half the class could not see the slides."},
                                "Mary Jackson", "session-om101-7/escalation"),
+        "payment_reminder": (payment, "Hedy Lamarr", "payment-inv-7/reminder-3d"),
+        "payment_confirmation": ({**payment, "paid_at": SOON.isoformat(), "paid_reference": "ch_3N2"},
+                                 "Hedy Lamarr", "payment-inv-7/confirmation"),
     }
     return {name: {**ctx, **send_step_context(who, "someone@example.com", key, ctx.get("time_zone"))}
             for name, (ctx, who, key) in out.items()}
@@ -94,7 +103,7 @@ def template_names() -> list[str]:
 
 def naive_environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
-    env.filters["local_time"] = local_time
+    env.filters.update(FILTERS)
     return env
 
 

@@ -9,7 +9,7 @@
    - bare: `client.start_workflow(LeadJourney.run, LeadInput(lead=...))` for the parsed leads, no
      search attributes, no summary, no leads table: the server's start capacity as a plain
      temporalio user sees it;
-   - project: `lead_import.parse` + `start_all(LeadJourneys, Leads)` in this process (CSV parse,
+   - project: `lead_import.parse` + `start_all(Journeys(LEAD), Leads)` in this process (CSV parse,
      validation, known-leads query, signal-with-start with search attributes and a summary, leads
      rows written per 1,000);
    - http: POST /v1/leads/import (text/csv) to a `followups api` process (uvicorn), timed from the
@@ -105,7 +105,8 @@ class Imports:
         from activities.store import Leads, connect, migrate
         from settings import Settings
         from starter import lead_import
-        from starter.service import LeadJourneys
+        from starter.service import Journeys
+        from workflows.registry import LEAD
         from workflows.lead.workflow import LeadJourney, workflow_id
         from workflows.lead.models import LeadInput
 
@@ -159,14 +160,12 @@ class Imports:
                 result["started"] = n
             elif kind == "sws":  # diagnosis: the service's exact request shape, none of its other work
                 gate = asyncio.Semaphore(self.args.concurrency)
-                journeys = LeadJourneys(temporal.client, settings)
+                journeys = Journeys(temporal.client, settings, LEAD)
 
                 async def one_sws(journey: LeadInput) -> None:
                     lead = journey.lead
                     async with gate:
-                        await journeys._signal_with_start(
-                            lead.lead_id, "begin", lead,
-                            f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}")
+                        await journeys._signal_with_start(lead.lead_id, LEAD.start_signal, lead, LEAD.summary(lead))
 
                 await asyncio.gather(*(one_sws(journey) for journey in inputs))
                 result["started"] = n
@@ -208,7 +207,7 @@ class Imports:
                 rows, report = lead_import.parse(text, CAMPAIGN)
                 parsed_at = time.perf_counter()
                 lead_import.CONCURRENT_STARTS = self.args.concurrency  # the default (200) unless --concurrency
-                await lead_import.start_all(LeadJourneys(temporal.client, settings), Leads(pool), rows, report)
+                await lead_import.start_all(Journeys(temporal.client, settings, LEAD), Leads(pool), rows, report)
                 result["parse_s"] = round(parsed_at - started, 3)
                 result["started"] = report.started
                 result["rejected"] = len(report.rejected)
