@@ -39,7 +39,7 @@ class RosterActivities:
             counts = await self.roster.mark_feedback(change.session_id, change.feedback)
             changed, members = changed + counts.changed, counts.members
         if members is None:
-            members = (await self.roster.add(change.session_id, [], keep_removed=True)).members
+            members = await self.roster.size(change.session_id)
         return RosterReport(changed=changed, members=members)
 
     @activity.defn(name=FAN_OUT)

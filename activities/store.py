@@ -265,6 +265,10 @@ class Roster:
             "ORDER BY attendee_id LIMIT $4", session_id, after, without_feedback, limit)
         return [json.loads(r["attendee"]) for r in rows]
 
+    async def size(self, session_id: str) -> int:
+        async with self.pool.acquire() as conn:
+            return await self._members(conn, session_id)
+
     async def count_after(self, session_id: str, after: str, *, without_feedback: bool = False) -> int:
         return await self.pool.fetchval(
             "SELECT count(*) FROM roster WHERE session_id = $1 AND NOT removed AND attendee IS NOT NULL "

@@ -10,7 +10,7 @@ import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +23,7 @@ from settings import Settings
 from starter.connect import connect_temporal
 from starter.routes import journeys, leads, operations, sessions
 from starter.service import Journeys, ServiceError
-from starter.views import VIEWS, ErrorBody, MessageView  # noqa: F401 (re-exported for clients)
+from starter.views import ErrorBody
 from workflows.registry import KINDS
 
 

@@ -100,7 +100,6 @@ class JourneyKind:
     start_signal: str  # the start as a signal (its name in recorded histories: invite, book, begin)
     summary: Callable[[Any], str]  # the Web UI's one line for a journey, from its start input
     templates: tuple[str, ...]
-    recipient: Callable[[Any], str]  # the start's recipient address
     group_field: str | None = None  # the start field bulk actions call `group` (course, campaign)
     stamp: Callable[[Any, datetime], Any] = lambda start, now: start
     check: Callable[[Any, datetime], tuple[str, str] | None] = lambda start, now: None
@@ -143,7 +142,7 @@ INTERVIEW = JourneyKind(
             EventRoute("cancel", "cancel"), EventRoute("complete", "complete")),
     summary=lambda i: (f"Interview {i.interview_id} with {i.candidate.name} <{i.candidate.email}>, "
                        f"invited {when(i.invited_at)}"),
-    templates=("interview_followup", "interview_reminder"), recipient=lambda i: str(i.candidate.email),
+    templates=("interview_followup", "interview_reminder"),
     stamp=_now_if_unset("invited_at"), tag="interviews",
     description="Seed 000: follow-ups until the candidate picks a slot, then a reminder the day before.",
     preview=PreviewSample("invite", lambda at: {
@@ -159,7 +158,7 @@ APPOINTMENT = JourneyKind(
             EventRoute("complete", "complete"), EventRoute("resend_reminder", "resend-reminder")),
     summary=lambda b: (f"Appointment {b.appointment_id}: {b.patient.name} <{b.patient.email}> with {b.doctor} "
                        f"at {when(b.scheduled_at)}"),
-    templates=("appointment_reminder", "appointment_cancelled"), recipient=lambda b: str(b.patient.email),
+    templates=("appointment_reminder", "appointment_cancelled"),
     check=_future("scheduled_at"), tag="appointments",
     description="Seed 002: reminders at the policy's offsets before the appointment.",
     preview=PreviewSample("booking", lambda at: {
@@ -172,7 +171,7 @@ LEAD = JourneyKind(
     state_model=LeadState, policy_model=LeadPolicy, event_union=LeadEvent, closed=LEAD_CLOSED, rules=lead_rules, input_field="lead", start_signal="begin",
     events=(EventRoute("converted", "converted"), EventRoute("replied", "replied"), EventRoute("cancel", "cancel")),
     summary=lambda lead: f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}",
-    templates=("lead_welcome", "lead_still_interested", "lead_final_offer"), recipient=lambda lead: str(lead.contact.email),
+    templates=("lead_welcome", "lead_still_interested", "lead_final_offer"),
     group_field="campaign", stamp=_now_if_unset("started_at"), tag="leads",
     description="Seed 003: day 0, day 3 and day 7 emails until the lead converts, replies or unsubscribes.",
     preview=PreviewSample("day 0", lambda at: {
@@ -193,7 +192,7 @@ SESSION = JourneyKind(
                        f"{len(s.attendees)} attendee(s)"),
     templates=("session_reminder", "session_cancelled", "session_recording", "session_feedback", "session_checkin",
                "session_escalation"),
-    recipient=lambda s: str(s.tutor.email), group_field="course", check=_future("starts_at"), tag="sessions",
+    group_field="course", check=_future("starts_at"), tag="sessions",
     description="Seeds 003/004: reminders to the roster, recording notice, feedback reminder, first-session check-in.",
     preview=PreviewSample("now", lambda at: {
         "title": "Algebra 1", "course": "preview", "starts_at": at + timedelta(days=2),
@@ -220,7 +219,7 @@ PAYMENT = JourneyKind(
     rules=payment_rules, input_field="payment", start_signal="begin",
     events=(EventRoute("paid", "paid"), EventRoute("cancel", "cancel")),
     summary=lambda p: f"Payment {p.payment_id}: {p.amount} {p.currency} from {p.payer.name} <{p.payer.email}>",
-    templates=("payment_reminder", "payment_confirmation"), recipient=lambda p: str(p.payer.email),
+    templates=("payment_reminder", "payment_confirmation"),
     stamp=_now_if_unset("started_at"), tag="payments",
     description="Seeds 001/003: reminders while a payment stays pending, a confirmation once it is paid.",
     preview=PreviewSample("pending", lambda at: {

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from starter.service import Answer, Journeys
-from starter.views import BODIES, VIEWS
+from starter.views import BODIES, VIEWS, MessageView
 from workflows.core.fields import EntityId
 from workflows.registry import KINDS, EventRoute, JourneyKind
 
@@ -39,8 +39,6 @@ def journeys_of(request: Request, kind: JourneyKind) -> Journeys:
 
 async def view(request: Request, kind: JourneyKind, entity_id: str, answer: Answer) -> Any:
     rows = await request.app.state.outbox.list(journey=kind.name, entity_id=entity_id)
-    from starter.views import MessageView
-
     return VIEWS[kind.name](**{kind.id_field: entity_id}, workflow_id=kind.workflow_id(entity_id),
                             state=answer.state, created=answer.created, event=answer.event, accepted=answer.accepted,
                             messages=[MessageView.of(r) for r in rows])

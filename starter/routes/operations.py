@@ -3,7 +3,6 @@ the one-click unsubscribe page."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape
 from typing import Annotated, Any, Literal
 

@@ -20,7 +20,7 @@ from workflows.appointment.models import (
     ResendReminder,
 )
 from workflows.core.events import no_change, record_outcome, record_skip, screen_event
-from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable, waiting_for_start
 from workflows.core.timing import offset_label, remind_before, stamp_key, when
 
 __all__ = ["apply_event", "next_step", "notice_key", "record_skip", "reminder_key", "resend_key", "start"]
@@ -49,8 +49,7 @@ def next_step(state: AppointmentState, policy: AppointmentPolicy, awaiting_since
     if state.status in APPOINTMENT_CLOSED:
         return None
     if state.status == AppointmentStatus.AWAITING_START:
-        give_up = awaiting_since + policy.hold_early_events_for
-        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the booking until {when(give_up)}")
+        return waiting_for_start(awaiting_since, policy.hold_early_events_for, "booking")
     assert state.scheduled_at is not None
     if state.resends_sent < state.resends_requested and now < state.scheduled_at:
         number = state.resends_sent + 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal, NoReturn
 
 from workflows.core.fields import Strict
+from workflows.core.timing import when
 
 
 class StepKind(StrEnum):
@@ -57,6 +58,13 @@ class EventOutcome(Strict):
     reason: str | None = None
     code: OutcomeCode | None = None  # None only in states recorded before codes existed
     field: str | None = None  # for a refusal: the input field it is about
+
+
+def waiting_for_start(awaiting_since: datetime, hold: timedelta, what: str) -> PlannedStep:
+    """The step of a journey an early event created: it gives up (ABANDON) if its start has not come
+    within `hold` (the policy's `hold_early_events_for`)."""
+    give_up = awaiting_since + hold
+    return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the {what} until {when(give_up)}")
 
 
 def too_late(not_after: datetime | None, now: datetime) -> bool:

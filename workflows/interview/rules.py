@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from workflows.core.events import no_change, record_outcome, record_skip, screen_event
-from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable, waiting_for_start
 from workflows.core.timing import followup_due, remind_before, stamp_key, when
 from workflows.interview.models import (
     CLOSED_STATUSES,
@@ -41,8 +41,7 @@ def next_step(state: InterviewState, policy: InterviewPolicy, awaiting_since: da
     if state.status in CLOSED_STATUSES:
         return None
     if state.status == InterviewStatus.AWAITING_START:
-        give_up = awaiting_since + policy.hold_early_events_for
-        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the start until {when(give_up)}")
+        return waiting_for_start(awaiting_since, policy.hold_early_events_for, "start")
     assert state.invited_at is not None
     if state.status == InterviewStatus.PENDING:
         expires_at = state.invited_at + policy.expire_after

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from workflows.core.events import record_outcome, screen_event
-from workflows.core.steps import EventOutcome, PlannedStep, Skip, StepKind
+from workflows.core.steps import EventOutcome, PlannedStep, Skip, StepKind, waiting_for_start
 from workflows.core.timing import when
 from workflows.lead.models import LEAD_CLOSED, Converted, Lead, LeadEvent, LeadPolicy, LeadState, LeadStatus
 
@@ -22,8 +22,7 @@ def next_step(state: LeadState, policy: LeadPolicy, awaiting_since: datetime, no
     if state.status in LEAD_CLOSED:
         return None
     if state.status == LeadStatus.AWAITING_START:
-        give_up = awaiting_since + policy.hold_early_events_for
-        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the lead until {when(give_up)}")
+        return waiting_for_start(awaiting_since, policy.hold_early_events_for, "lead")
     assert state.started_at is not None
     if state.steps_done >= len(policy.steps):
         return PlannedStep(kind=StepKind.FINISH, at=now, label="every step is done")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from workflows.core.events import no_change, record_outcome, record_skip, screen_event
-from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable, waiting_for_start
 from workflows.core.timing import offset_label, when
 from workflows.payment.models import (
     PAYMENT_CLOSED,
@@ -41,8 +41,7 @@ def next_step(state: PaymentState, policy: PaymentPolicy, awaiting_since: dateti
     if state.status in PAYMENT_CLOSED:
         return None
     if state.status == PaymentStatus.AWAITING_START:
-        give_up = awaiting_since + policy.hold_early_events_for
-        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the payment until {when(give_up)}")
+        return waiting_for_start(awaiting_since, policy.hold_early_events_for, "payment")
     assert state.started_at is not None
     expires_at = state.started_at + policy.close_after
     for number, offset in enumerate(policy.reminder_after, start=1):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from workflows.core.events import no_change, record_outcome, record_skip, screen_event
-from workflows.core.steps import EventOutcome, PlannedStep, StepKind, too_late, unreachable
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind, too_late, unreachable, waiting_for_start
 from workflows.core.timing import offset_label, remind_before, stamp_key, when
 from workflows.session.models import (
     SESSION_CLOSED,
@@ -92,8 +92,7 @@ def next_step(state: SessionState, policy: SessionPolicy, awaiting_since: dateti
     if state.status in SESSION_CLOSED:
         return None
     if state.status == SessionStatus.AWAITING_START:
-        give_up = awaiting_since + policy.hold_early_events_for
-        return PlannedStep(kind=StepKind.ABANDON, at=give_up, label=f"waiting for the session until {when(give_up)}")
+        return waiting_for_start(awaiting_since, policy.hold_early_events_for, "session")
     assert state.starts_at is not None and state.ends_at is not None
     if state.status == SessionStatus.SCHEDULED:
         for offset in policy.reminder_offsets:
