@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from workflows.contracts import Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
-    EntityId, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, overrides_of,
+    EntityId, Flag, Moment, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, overrides_of,
 )
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
@@ -21,7 +21,7 @@ class AppointmentPolicy(Strict):
 
     reminder_offsets: ReminderOffsets = [timedelta(hours=1)]
     reminder_grace: PositiveDuration = timedelta(minutes=10)
-    cancellation_notice: bool = True
+    cancellation_notice: Flag = True
     hold_early_events_for: PositiveDuration = timedelta(hours=24)
 
 
@@ -33,11 +33,11 @@ class Booking(Strict):
 
     appointment_id: EntityId
     patient: Recipient
-    scheduled_at: AwareDatetime
+    scheduled_at: Moment
     doctor: PersonName
     clinic: PersonName | None = None
     location: ShortText | None = None
-    confirmed: bool = False
+    confirmed: Flag = False
     policy: AppointmentPolicyOverrides = AppointmentPolicyOverrides()  # type: ignore[valid-type]
 
 
@@ -63,7 +63,7 @@ class Reschedule(JourneyEvent):
     """Move the appointment: every pending reminder is re-planned for the new time."""
 
     kind: Literal["reschedule"] = "reschedule"
-    scheduled_at: AwareDatetime
+    scheduled_at: Moment
 
     def stamp(self) -> str:
         return self.scheduled_at.isoformat()
@@ -74,7 +74,7 @@ class Cancel(JourneyEvent):
 
     kind: Literal["cancel"] = "cancel"
     reason: ShortText | None = None
-    notify: bool | None = Field(None, description="send the cancellation notice (default: the policy's)")
+    notify: Flag | None = Field(None, description="send the cancellation notice (default: the policy's)")
 
 
 class Complete(JourneyEvent):

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from workflows.contracts import Recipient
 from workflows.core.events import JourneyEvent, event_maker
-from workflows.core.fields import EntityId, PositiveDuration, ShortText, Strict, WebUrl, overrides_of
+from workflows.core.fields import Count, EntityId, Moment, PositiveDuration, ShortText, Strict, WebUrl, overrides_of
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
 
@@ -19,7 +19,7 @@ class InterviewPolicy(Strict):
 
     followup_after: PositiveDuration = timedelta(hours=48)
     followup_interval: PositiveDuration = timedelta(hours=24)
-    max_followups: Annotated[int, Field(ge=0, le=20)] = 3
+    max_followups: Annotated[Count, Field(ge=0, le=20)] = 3
     reminder_before: PositiveDuration = timedelta(hours=24)
     reminder_grace: PositiveDuration = timedelta(hours=2)
     expire_after: PositiveDuration = timedelta(days=14)
@@ -34,9 +34,9 @@ class Invitation(Strict):
 
     interview_id: EntityId
     candidate: Recipient
-    invited_at: AwareDatetime | None = None  # default: when the API received it
+    invited_at: Moment | None = None  # default: when the API received it
     slot_selection_url: WebUrl
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: Moment | None = None
     policy: InterviewPolicyOverrides = InterviewPolicyOverrides()  # type: ignore[valid-type]
 
     @field_validator("scheduled_at")
@@ -64,7 +64,7 @@ CLOSED_STATUSES = frozenset(
 
 
 class _Timed(JourneyEvent):
-    scheduled_at: AwareDatetime
+    scheduled_at: Moment
 
     def stamp(self) -> str:
         return self.scheduled_at.isoformat()

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from workflows.contracts import Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
-    EntityId, GroupName, NonNegativeDuration, PositiveDuration, ShortText, Strict, WebUrl, overrides_of,
+    EntityId, GroupName, Moment, NonNegativeDuration, PositiveDuration, ShortText, Strict, WebUrl, overrides_of,
 )
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
@@ -57,7 +57,7 @@ class Lead(Strict):
     campaign: GroupName
     company: ShortText | None = None
     offer_url: WebUrl | None = None
-    started_at: AwareDatetime | None = None  # day 0; default: when the journey starts
+    started_at: Moment | None = None  # day 0; default: when the journey starts
     policy: LeadPolicyOverrides = LeadPolicyOverrides()  # type: ignore[valid-type]
 
 

@@ -15,14 +15,14 @@ from typing import Annotated, Literal
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import (
-    AfterValidator, AwareDatetime, BaseModel, EmailStr, Field, StringConstraints, ValidationInfo, field_validator,
+    AfterValidator, BaseModel, EmailStr, Field, StringConstraints, ValidationInfo, field_validator,
 )
 from temporalio import workflow
 
 from workflows.contracts import Channel, Phone, Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
-    EntityId, PersonName, PositiveDuration, ShortText, Strict, TimeZone, WebUrl, overrides_of,
+    EntityId, Moment, PersonName, PositiveDuration, ShortText, Strict, TimeZone, WebUrl, overrides_of,
 )
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
@@ -134,7 +134,7 @@ class Payment(Strict):
     payment_url: WebUrl
     description: ShortText | None = None
     channels: Channels = ["email"]
-    started_at: AwareDatetime | None = None  # when it became pending; default: when the API received it
+    started_at: Moment | None = None  # when it became pending; default: when the API received it
     policy: PaymentPolicyOverrides = PaymentPolicyOverrides()  # type: ignore[valid-type]
 
     @field_validator("amount")
@@ -179,7 +179,7 @@ class Paid(JourneyEvent):
 
     kind: Literal["paid"] = "paid"
     reference: ShortText | None = Field(None, description="e.g. the payment provider's transaction id")
-    paid_at: AwareDatetime | None = Field(None, description="when it was paid (default: when the event arrived)")
+    paid_at: Moment | None = Field(None, description="when it was paid (default: when the event arrived)")
 
 
 class Cancel(JourneyEvent):

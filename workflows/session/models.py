@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, ValidationInfo, field_validator, model_validator
 
 from workflows.contracts import Channel, Phone, Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
-    EntityId, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, TimeZone, Title, WebUrl, overrides_of,
+    Count, EntityId, Flag, Moment, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, TimeZone, Title, WebUrl, overrides_of,
 )
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
@@ -38,7 +38,7 @@ class Tutor(Strict):
     name: PersonName
     email: EmailStr
     time_zone: TimeZone = None
-    first_session: bool = False  # seed 004: a check-in 2 h after the tutor's first session
+    first_session: Flag = False  # seed 004: a check-in 2 h after the tutor's first session
 
 
 class SessionPolicy(Strict):
@@ -51,7 +51,7 @@ class SessionPolicy(Strict):
     feedback_window: PositiveDuration = timedelta(hours=24)  # no feedback reminder past end + 48 h
     checkin_after: PositiveDuration = timedelta(hours=2)
     stay_open_for: PositiveDuration = timedelta(days=7)  # after the end: recordings, answers
-    fan_out_chunk: Annotated[int, Field(ge=1, le=1000)] = 100  # attendees per send activity; a cancel stops between chunks
+    fan_out_chunk: Annotated[Count, Field(ge=1, le=1000)] = 100  # attendees per send activity; a cancel stops between chunks
     hold_early_events_for: PositiveDuration = timedelta(hours=24)
 
 
@@ -72,8 +72,8 @@ class ClassSession(Strict):
     session_id: EntityId
     title: Title
     course: EntityId | None = None  # a group for bulk actions ("every session of this course")
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     join_url: WebUrl | None = None
     feedback_url: WebUrl | None = None
     tutor: Tutor
@@ -140,8 +140,8 @@ class Reschedule(JourneyEvent):
     """Move the class: every pending reminder is re-planned in place."""
 
     kind: Literal["reschedule"] = "reschedule"
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
 
     @field_validator("ends_at")
     @classmethod
@@ -160,7 +160,7 @@ class Cancel(JourneyEvent):
 
     kind: Literal["cancel"] = "cancel"
     reason: ShortText | None = None
-    notify: bool = Field(True, description="tell every attendee on the roster (once)")
+    notify: Flag = Field(True, description="tell every attendee on the roster (once)")
 
 
 class RecordingAvailable(JourneyEvent):
@@ -185,7 +185,7 @@ class CheckinAnswer(JourneyEvent):
     """The tutor's answer to the first-session check-in; `ok: false` escalates to the manager."""
 
     kind: Literal["checkin_answer"] = "checkin_answer"
-    ok: bool = Field(description="did the tutor's first session go well? false escalates to the manager")
+    ok: Flag = Field(description="did the tutor's first session go well? false escalates to the manager")
     comment: ShortText | None = None
 
 
