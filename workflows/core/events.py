@@ -3,6 +3,7 @@ comes after the end, and log the outcome so a late redelivery stays a duplicate.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,32 @@ class JourneyEvent(Strict):
         return self.event_id or f"{self.kind}:{self.stamp()}"
 
 
+def fingerprint(event: JourneyEvent) -> str:
+    """What an `event_id` names: the event's kind and a digest of its fields. A second event under
+    the same id with another fingerprint is a different event, not a redelivery."""
+    body = event.model_dump_json(exclude={"event_id"}).encode()
+    return f"{event.kind}:{hashlib.sha256(body).hexdigest()[:16]}"
+
+
+def fingerprinted(state: Any, event: JourneyEvent, outcome: EventOutcome) -> EventOutcome:
+    """The outcome, marked with the event's fingerprint where it was logged under its `event_id`."""
+    if not event.event_id or not state.events or state.events[-1] is not outcome:
+        return outcome
+    outcome = state.events[-1] = outcome.model_copy(update={"fingerprint": fingerprint(event)})
+    return outcome
+
+
+def reused_id(seen: EventOutcome, event: JourneyEvent) -> EventOutcome | None:
+    """A refusal when `event` reuses the `event_id` of a different event applied before."""
+    if seen.fingerprint is None or seen.fingerprint == fingerprint(event):
+        return None
+    before = seen.fingerprint.partition(":")[0]
+    what = f"a {before} event" if before != event.kind else f"another {before} (with other fields)"
+    return EventOutcome(event=seen.event, applied=False, code="conflict", field="event_id",
+                        reason=f"event_id {seen.event!r} was already used for {what}: give this {event.kind} "
+                               "an event_id of its own")
+
+
 def record_outcome(state: Any, key: str, applied: bool, reason: str | None = None,
                    code: OutcomeCode | None = None, field: str | None = None) -> EventOutcome:
     """Log an event's outcome in the state (a redelivery finds it by key) and return it."""
@@ -52,8 +79,10 @@ def screen_event(state: Any, event: JourneyEvent, closed: frozenset,
     second cancel) is a harmless duplicate, anything else is refused. None: the journey's own
     rules apply it."""
     key = event.dedupe_key()
-    if event.event_id and any(seen.event == key and seen.applied for seen in state.events):
-        return EventOutcome(event=key, applied=False, reason="duplicate: already applied", code="duplicate")
+    if event.event_id and (seen := next((seen for seen in reversed(state.events)
+                                         if seen.event == key and seen.applied), None)) is not None:
+        return reused_id(seen, event) or EventOutcome(event=key, applied=False, reason="duplicate: already applied",
+                                                      code="duplicate")
     if state.status in closed:
         if ended_by.get(event.kind) == state.status.value:
             return EventOutcome(event=key, applied=False, reason=f"duplicate: already {state.status.value}",

@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.core import loop
+from workflows.core.events import fingerprinted
 from workflows.core.fields import with_overrides
 from workflows.core.search import publish
 from workflows.core.steps import REFUSED, EventOutcome, PlannedStep
@@ -29,12 +30,14 @@ REPLY_TAIL = 20  # outcomes and skips an update's answer carries
 # Update failure types the API maps to HTTP: the rules refused the event (422), the journey is over (409).
 EVENT_REFUSED = "EventRefused"
 JOURNEY_ENDED = "JourneyEnded"
+EVENT_ID_REUSED = "EventIdReused"  # 409: the event_id names another event
 
 
 class Reply(BaseModel, Generic[S]):
     """What a start or an event update answers: its outcome and the journey's state with its new plan."""
 
     created: bool | None = None  # a start: True when this call started the journey
+    start: dict[str, Any] | None = None  # a repeated start: the start the journey has (the API compares)
     event: EventOutcome | None = None
     state: S
 
@@ -84,7 +87,7 @@ class JourneyCore(Generic[S]):
         return True
 
     def apply(self, event: Any) -> EventOutcome:
-        outcome = self._apply(self.state, event, False)
+        outcome = fingerprinted(self.state, event, self._apply(self.state, event, False))
         if outcome.applied:
             self.revision += 1
         workflow.logger.info("%s event %s: %s", self.name, outcome.event, outcome.reason or "applied")
@@ -100,13 +103,14 @@ class JourneyCore(Generic[S]):
     @staticmethod
     def refuse(outcome: EventOutcome) -> None:
         """Reject an update: the API maps the type to 409 (ended) or 422 (refused, with the field)."""
-        raise ApplicationError(outcome.reason or "refused", outcome.field,
-                               type=JOURNEY_ENDED if outcome.code == "ended" else EVENT_REFUSED, non_retryable=True)
+        kind = {"ended": JOURNEY_ENDED, "conflict": EVENT_ID_REUSED}.get(outcome.code or "", EVENT_REFUSED)
+        raise ApplicationError(outcome.reason or "refused", outcome.field, type=kind, non_retryable=True)
 
     def started(self, start: BaseModel) -> Reply[S]:
         self.updates += 1
         created = self.begin(start)
-        return Reply[type(self.state)](created=created, state=self._small(self.planned()))  # type: ignore[misc]
+        held = None if created or self.start is None else self.start.model_dump(mode="json")
+        return Reply[type(self.state)](created=created, start=held, state=self._small(self.planned()))  # type: ignore[misc]
 
     def applied(self, event: Any) -> Reply[S]:
         self.updates += 1

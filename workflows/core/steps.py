@@ -47,9 +47,9 @@ class Skip(Strict):
 
 # How an event ended: applied (state changed), no_change (asked for what already is), duplicate
 # (this event_id, or what ended the journey, was applied before), invalid (refused by the rules:
-# 422), ended (the journey is over: 409).
-OutcomeCode = Literal["applied", "no_change", "duplicate", "invalid", "ended"]
-REFUSED: frozenset[str] = frozenset({"invalid", "ended"})
+# 422), ended (the journey is over: 409), conflict (this event_id was applied to another event: 409).
+OutcomeCode = Literal["applied", "no_change", "duplicate", "invalid", "ended", "conflict"]
+REFUSED: frozenset[str] = frozenset({"invalid", "ended", "conflict"})
 
 
 class EventOutcome(Strict):
@@ -58,6 +58,7 @@ class EventOutcome(Strict):
     reason: str | None = None
     code: OutcomeCode | None = None  # None only in states recorded before codes existed
     field: str | None = None  # for a refusal: the input field it is about
+    fingerprint: str | None = None  # `kind:digest` of the event an event_id was applied to (see events.fingerprint)
 
 
 def waiting_for_start(awaiting_since: datetime, hold: timedelta, what: str) -> PlannedStep:

@@ -19,9 +19,10 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows.contracts import CHANGE_ROSTER, FAN_OUT, Recipient, SendRequest
+from workflows.core.events import fingerprinted
 from workflows.core.send import SEND_RETRY, SEND_TIMEOUT, send
 from workflows.core.shell import JourneyCore, Reply
-from workflows.core.steps import EventOutcome, PlannedStep, StepKind, unreachable
+from workflows.core.steps import REFUSED, EventOutcome, PlannedStep, StepKind, unreachable
 from workflows.session import rules
 from workflows.session.models import (
     Attendee,
@@ -90,7 +91,7 @@ class SessionJourney:
     def _screen(self, event: SessionEvent) -> None:
         if isinstance(event, rules.ROSTER_EVENTS) and self.state.roster_store != "state":  # a validator never patches
             outcome = rules.screen_roster_event(self.state.model_copy(deep=True), event, workflow.now())
-            if outcome is not None and outcome.code in ("invalid", "ended"):
+            if outcome is not None and outcome.code in REFUSED:
                 self.core.refuse(outcome)
             return
         self.core.screen(event)
@@ -133,7 +134,7 @@ class SessionJourney:
                 return screened
             report = await self._change_roster(rules.roster_change(state, event),
                                                f"{event.kind} ({event.dedupe_key()})")
-            outcome = rules.roster_outcome(state, event, report.changed)
+            outcome = fingerprinted(state, event, rules.roster_outcome(state, event, report.changed))
         if outcome.applied:
             self.core.revision += 1
         return outcome
