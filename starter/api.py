@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -60,6 +62,44 @@ class BodyLimit:
             await _too_large(limit, send)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class PlainUrls:
+    """422 for a path or query that PostgreSQL, Temporal or a header could not hold: text that is
+    not UTF-8 once percent-decoded, or that carries a control character (`?entity_id=a%00b`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (problem := _url_problem(scope)) is not None:
+            body = ErrorBody(error="ValidationError", detail=[{"field": problem[0], "reason": problem[1]}],
+                             field=problem[0])
+            return await JSONResponse(body.model_dump(), status_code=422)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _url_problem(scope: Scope) -> tuple[str, str] | None:
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    try:
+        path = urllib.parse.unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError as err:
+        return "path", f"the path is not UTF-8 once percent-decoded (byte {err.start})"
+    if (found := _CONTROL.search(path)) is not None:
+        return "path", f"the path must not contain control characters: U+{ord(found.group()):04X}"
+    try:
+        pairs = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True,
+                                       encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as err:
+        return "query", f"the query is not UTF-8 once percent-decoded (byte {err.start})"
+    for name, value in pairs:
+        if (found := _CONTROL.search(name + value)) is not None:
+            return name if not _CONTROL.search(name) else "query", \
+                f"must not contain control characters: U+{ord(found.group()):04X}"
+    return None
+
+
 class _TooLarge(StarletteHTTPException):
     """Raised while the body is read; an HTTPException, so FastAPI's body parsing lets it through."""
 
@@ -73,6 +113,15 @@ async def _too_large(limit: int, send: Send) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _unreadable(cause: BaseException | None) -> str:
+    """Why a body could not be read as JSON (FastAPI says only "There was an error parsing the body")."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 (byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "the JSON nests too deeply"
+    return f"the body is not JSON: {cause}" if cause else "the body could not be read"
 
 
 def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
@@ -95,10 +144,11 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         version="0.2.0",
         description="Durable follow-up and reminder journeys on Temporal.",
         lifespan=lifespan,
-        responses={code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 503)},
+        responses={code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)},
     )
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes,
                        limits={"/v1/leads/import": settings.api_max_import_bytes})
+    app.add_middleware(PlainUrls)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
@@ -107,8 +157,10 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        name = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.status_code, "HTTPError")
-        body = ErrorBody(error=name, detail=err.detail, field="body" if err.status_code == 413 else None)
+        name = {400: "MalformedBody", 404: "NotFound", 405: "MethodNotAllowed",
+                413: "PayloadTooLarge"}.get(err.status_code, "HTTPError")
+        detail = _unreadable(err.__cause__) if err.status_code == 400 else err.detail
+        body = ErrorBody(error=name, detail=detail, field="body" if err.status_code in (400, 413) else None)
         return JSONResponse(body.model_dump(), status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)

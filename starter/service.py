@@ -24,9 +24,11 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.render import TEMPLATES_DIR
 from settings import Settings
 from workflows.core import search
-from workflows.core.shell import EVENT_REFUSED, JOURNEY_ENDED
+from workflows.core.events import reused_id
+from workflows.core.shell import EVENT_ID_REUSED, EVENT_REFUSED, JOURNEY_ENDED
 from workflows.core.steps import EventOutcome
 from workflows.registry import JourneyKind
 
@@ -77,6 +79,29 @@ class Answer:
     created: bool | None = None
     event: EventOutcome | None = None
     accepted: bool = False
+    created_by_event: str | None = None  # the id had no journey: what this event made of the one it created
+
+
+def first_difference(given: Any, kept: Any, path: str = "") -> str | None:
+    """The first field (dotted path) where a repeated start's body differs from the start the
+    journey has; only the fields the caller gave are compared (unset ones took defaults)."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        for name, value in given.items():
+            if (found := first_difference(value, kept.get(name), f"{path}.{name}" if path else name)) is not None:
+                return found
+        return None
+    if isinstance(given, list) and isinstance(kept, list) and len(given) == len(kept):
+        for n, (one, other) in enumerate(zip(given, kept)):
+            if (found := first_difference(one, other, f"{path}.{n}")) is not None:
+                return found
+        return None
+    return None if given == kept else path or "body"
+
+
+def template_names(directory: Any = TEMPLATES_DIR) -> frozenset[str]:
+    """The templates a step may name: each has an HTML and a text part in `templates/`."""
+    html = {path.stem for path in directory.glob("*.html")}
+    return frozenset(name for name in html if (directory / f"{name}.txt").exists() and name != "base")
 
 
 def default_policy(kind: JourneyKind, settings: Settings) -> BaseModel:
@@ -92,6 +117,7 @@ class Journeys:
     def __init__(self, client: Client, settings: Settings, kind: JourneyKind, reply_wait: float = REPLY_WAIT) -> None:
         self.client, self.settings, self.kind, self.reply_wait = client, settings, kind, reply_wait
         self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}  # entity id → (gate, callers holding or waiting)
+        self.templates = template_names()
 
     def _handle(self, entity_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(self.kind.workflow_id(entity_id))
@@ -102,6 +128,10 @@ class Journeys:
         start = self.kind.stamp(start, now)
         if (problem := self.kind.check(start, now)) is not None:
             raise Rejected(problem[1], field=problem[0])
+        for where, name in self.kind.chosen_templates(start):
+            if name not in self.templates:
+                raise Rejected(f"no template {name!r}: the templates are {', '.join(sorted(self.templates))}",
+                               field=where)
         return start
 
     def _start_options(self, entity_id: str, summary: str) -> dict[str, Any]:
@@ -150,6 +180,8 @@ class Journeys:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == JOURNEY_ENDED:
                 raise Conflict(cause.message, field=self.kind.id_field) from err
+            if isinstance(cause, ApplicationError) and cause.type == EVENT_ID_REUSED:
+                raise Conflict(cause.message, field="event_id") from err
             if isinstance(cause, ApplicationError) and cause.type == EVENT_REFUSED:
                 field = cause.details[0] if cause.details else None
                 raise Rejected(cause.message, field=field) from err
@@ -176,7 +208,9 @@ class Journeys:
     # --- starts ---------------------------------------------------------------------------------
 
     async def start(self, start: BaseModel) -> Answer:
-        """Start (or find) the journey; `created` is True when this call started it."""
+        """Start (or find) the journey; `created` is True when this call started it. A repeat whose
+        body differs from the start the journey has is a Conflict: a start never changes a journey."""
+        given = start.model_dump(mode="json", exclude_unset=True)
         start = self.prepare(start)
         entity_id = self.kind.entity_id(start)
         try:
@@ -187,6 +221,9 @@ class Journeys:
         if reply is None:
             await self.start_durably(start)
             return Answer(state=None, accepted=True)
+        if reply.start is not None and (differs := first_difference(given, reply.start)) is not None:
+            raise Conflict(f"{self.kind.name} {entity_id} was started with another {differs}: a start never changes "
+                           "a journey; send an event (reschedule, cancel…) or start a new id", field=differs)
         return Answer(state=reply.state, created=reply.created)
 
     async def start_durably(self, start: BaseModel) -> None:
@@ -241,8 +278,10 @@ class Journeys:
                 self._screen_early(entity_id, event)
                 summary = f"{self.kind.name.capitalize()} {entity_id} (created by an early {event.kind})"
                 reply = await self._update_with_start(entity_id, self.kind.workflow.apply_event, event, summary)
+                if reply is not None:
+                    return Answer(state=reply.state, event=reply.event, created_by_event=self._created_by(entity_id, reply))
         except Conflict:
-            if retry_of and (answer := await self._recorded(entity_id, retry_of)) is not None:
+            if retry_of and (answer := await self._recorded(entity_id, event)) is not None:
                 return answer
             raise
         if reply is None:
@@ -269,12 +308,25 @@ class Journeys:
         if outcome.code == "invalid":
             raise Rejected(outcome.reason or "refused", field=outcome.field)
 
-    async def _recorded(self, entity_id: str, event_id: str) -> Answer | None:
-        """The outcome an ended journey recorded for this event id, if it applied it."""
+    async def _recorded(self, entity_id: str, event: BaseModel) -> Answer | None:
+        """The outcome an ended journey recorded for this event id, if it applied it to this event."""
         state = await self.state(entity_id, wait=False)
-        outcome = next((seen for seen in (state.events if state else []) if seen.event == event_id and seen.applied),
-                       None)
+        outcome = next((seen for seen in reversed(state.events if state else [])
+                        if seen.event == event.event_id and seen.applied), None)
+        if outcome is not None and (reused := reused_id(outcome, event)) is not None:
+            raise Conflict(reused.reason or "event_id reused", field="event_id")
         return Answer(state=state, event=outcome) if outcome is not None else None
+
+    def _created_by(self, entity_id: str, reply: Any) -> str:
+        """Word that the id had no journey (a mistyped id shows here), and what waits now."""
+        state, step = reply.state, reply.state.next_step
+        if state.status.value == "awaiting_start":
+            until = f" until {step.at.isoformat()}" if step is not None else ""
+            now = f"it waits for the start{until} and keeps this event's effect (then it gives up)"
+        else:
+            now = f"it is {state.status.value}: a start for this id will find it ended"
+        return (f"no {self.kind.name} {entity_id!r} had started: this event created the journey; {now}. "
+                "Check the id if you expected a running journey.")
 
     async def signal_event(self, entity_id: str, event: BaseModel) -> None:
         """The event as signal-with-start: durable with no worker up; no reply."""

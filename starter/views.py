@@ -46,6 +46,9 @@ class JourneyView(BaseModel):
     accepted: bool = Field(False, description="no worker answered in time: the input is durably recorded and "
                                               "will be applied once; state and event are then null")
     event: EventOutcome | None = None
+    created_by_event: str | None = Field(None, description="the id had no journey: this event created one, which "
+                                                           "waits for its start (policy `hold_early_events_for`) "
+                                                           "or has already ended (an early cancel)")
     messages: list[MessageView] = []
 
 

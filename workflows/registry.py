@@ -103,6 +103,8 @@ class JourneyKind:
     group_field: str | None = None  # the start field bulk actions call `group` (course, campaign)
     stamp: Callable[[Any, datetime], Any] = lambda start, now: start
     check: Callable[[Any, datetime], tuple[str, str] | None] = lambda start, now: None
+    # (field, template) for each template a start names itself (a lead's own steps): checked to exist
+    chosen_templates: Callable[[Any], list[tuple[str, str]]] = lambda start: []
     tag: str = ""
     description: str = ""
     preview: PreviewSample | None = None  # `followups preview {name}`
@@ -143,7 +145,7 @@ INTERVIEW = JourneyKind(
     summary=lambda i: (f"Interview {i.interview_id} with {i.candidate.name} <{i.candidate.email}>, "
                        f"invited {when(i.invited_at)}"),
     templates=("interview_followup", "interview_reminder"),
-    stamp=_now_if_unset("invited_at"), tag="interviews",
+    stamp=_now_if_unset("invited_at"), check=_future("scheduled_at"), tag="interviews",
     description="Seed 000: follow-ups until the candidate picks a slot, then a reminder the day before.",
     preview=PreviewSample("invite", lambda at: {
         "candidate": {"email": "candidate@example.com", "name": "Alex Candidate", "time_zone": "Europe/Berlin"},
@@ -173,6 +175,8 @@ LEAD = JourneyKind(
     summary=lambda lead: f"Lead {lead.lead_id}: {lead.contact.name} <{lead.contact.email}>, campaign {lead.campaign}",
     templates=("lead_welcome", "lead_still_interested", "lead_final_offer"),
     group_field="campaign", stamp=_now_if_unset("started_at"), tag="leads",
+    chosen_templates=lambda lead: [(f"policy.steps.{n}.template", step.template)
+                                   for n, step in enumerate(lead.policy.steps or [])],
     description="Seed 003: day 0, day 3 and day 7 emails until the lead converts, replies or unsubscribes.",
     preview=PreviewSample("day 0", lambda at: {
         "contact": {"email": "lead@example.com", "name": "Lee Lead"}, "campaign": "preview", "company": "Acme",

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from starter.service import Answer, Journeys
-from starter.views import BODIES, VIEWS, MessageView
+from starter.views import BODIES, VIEWS, ErrorBody, MessageView
 from workflows.core.fields import EntityId
 from workflows.registry import KINDS, EventRoute, JourneyKind
 
@@ -41,6 +41,7 @@ async def view(request: Request, kind: JourneyKind, entity_id: str, answer: Answ
     rows = await request.app.state.outbox.list(journey=kind.name, entity_id=entity_id)
     return VIEWS[kind.name](**{kind.id_field: entity_id}, workflow_id=kind.workflow_id(entity_id),
                             state=answer.state, created=answer.created, event=answer.event, accepted=answer.accepted,
+                            created_by_event=answer.created_by_event,
                             messages=[MessageView.of(r) for r in rows])
 
 
@@ -69,11 +70,19 @@ def _kind_routes(api: APIRouter, kind: JourneyKind, after_start: AfterStart | No
     api.add_api_route(
         base, _endpoint([_param("start", Annotated[kind.start_model, Body()])], start), methods=["POST"],
         status_code=201, response_model=View, tags=tags, name=f"start_{kind.name}",
-        responses={200: {"model": View, "description": "that id already had a journey: nothing changed"},
+        responses={200: {"model": View, "description": "that id already had a journey with this start: nothing "
+                                                      "changed"},
+                   409: {"model": ErrorBody, "description": "that id's journey was started with another body (a start never "
+                                        "changes a journey: `field` names the first difference)"},
                    202: {"model": View, "description": "no worker answered in time: recorded, applied later"}},
         summary=f"Start a {kind.name} journey",
-        description=f"{kind.description}\n\n201 when started, 200 when that id already had a journey, 202 when "
-                    "no worker answered in time (the start is recorded and will be applied).")
+        description=f"{kind.description}\n\n201 when started; 200 when that id already had a journey started "
+                    "with the same fields (a safe retry), or one that has ended (its final state); 409 when the "
+                    "journey was started with different fields; 202 when no worker answered in time (the start is "
+                    "recorded and will be applied). A start or event for a time that has passed (`scheduled_at`, "
+                    "`starts_at`) is refused (422); a start back-dated with `invited_at` or `started_at` is "
+                    "accepted and plans from then (a step already past its grace is skipped, never sent late). "
+                    "Times must lie in 2000-2199 (UTC) and durations be at most 1,830 days.")
 
     async def show(request: Request, **path: Any) -> Any:
         entity_id = path[kind.id_field]

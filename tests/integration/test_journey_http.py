@@ -398,7 +398,9 @@ async def test_confirm_then_reschedule_returns_the_new_plan_and_reminds_only_for
                                     json={"scheduled_at": final_time.isoformat(), "event_id": f"ats-{uid}-1"})
     assert moved.status_code == 200, moved.text
     body = moved.json()
-    assert body["event"] == {"event": f"ats-{uid}-1", "applied": True, "reason": None, "code": "applied", "field": None}
+    assert body["event"] == {"event": f"ats-{uid}-1", "applied": True, "reason": None, "code": "applied", "field": None,
+                             "fingerprint": body["event"]["fingerprint"]}
+    assert body["event"]["fingerprint"].startswith("reschedule:")  # what the id names: a reuse for another event is a 409
     assert body["state"]["status"] == "scheduled"
     assert at(body["state"]["scheduled_at"]) == final_time
     plan = body["state"]["next_step"]
