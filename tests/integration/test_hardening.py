@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.integration.test_bad_input import assert_no_workflow, error, invitation
@@ -90,6 +91,44 @@ async def test_the_longest_journey_the_api_accepts_runs(stack, http, uid):
     handle = stack.temporal.get_workflow_handle(f"appointment-{uid}")
     await handle.result()
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+LAST = "2199-12-31T23:59:59Z"
+LONG = "P1830D"
+PERSON = {"name": "Edge Case", "email": "edge@example.com", "time_zone": "Pacific/Kiritimati"}
+AT_THE_LATEST = {
+    "interviews": lambda uid: {"interview_id": uid, "candidate": PERSON, "slot_selection_url": "https://e.example/s",
+                               "invited_at": "2199-12-31T00:00:00Z", "scheduled_at": LAST,
+                               "policy": {"followup_after": LONG, "followup_interval": LONG, "max_followups": 20,
+                                          "reminder_before": LONG, "reminder_grace": LONG, "expire_after": LONG}},
+    "leads": lambda uid: lead(uid, started_at=LAST, policy={
+        "steps": [{"after": "PT0S", "template": "lead_welcome"}, {"after": LONG, "template": "lead_final_offer"}],
+        "step_grace": LONG}),
+    "sessions": lambda uid: session(uid, starts_at="2199-12-31T22:00:00Z", ends_at=LAST, tutor={
+        **PERSON, "first_session": True}, policy={
+        "reminder_offsets": [LONG, "PT1S"], "reminder_grace": LONG, "feedback_after": LONG, "feedback_window": LONG,
+        "checkin_after": LONG, "stay_open_for": LONG}),
+    "payments": lambda uid: {"payment_id": uid, "payer": PERSON, "currency": "EUR", "amount": "1.00",
+                             "payment_url": "https://e.example/p", "started_at": LAST,
+                             "policy": {"reminder_after": ["P1D", "P1829D"], "reminder_grace": LONG,
+                                        "close_after": LONG}},
+}
+
+
+@pytest.mark.parametrize("plural", sorted(AT_THE_LATEST))
+async def test_every_journey_at_the_latest_moment_plans_and_ends(stack, http, uid, plural):
+    """The far edge on the dev server (the time-skipping server times a run out after 10 years):
+    the start plans, the journey is running, a cancel ends it, and no workflow task ever failed."""
+    resp = await http.post(f"/v1/{plural}", json=AT_THE_LATEST[plural](uid))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["state"]["next_step"] is not None, resp.text
+    cancelled = await http.post(f"/v1/{plural}/{uid}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"]["status"] == "cancelled"
+    handle = stack.temporal.get_workflow_handle(f"{plural[:-1]}-{uid}")
+    await handle.result()
+    history = await handle.fetch_history()
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
 
 
 async def test_a_duration_reads_back_as_it_was_sent(http, uid):
