@@ -216,6 +216,26 @@ async def test_a_checkin_answer_where_none_was_asked_is_refused(session):
     assert not [k for k, _ in await session.sent() if k in ("checkin", "escalation")]
 
 
+async def test_an_event_id_reused_for_a_cancel_is_refused_and_the_class_goes_on(session):
+    """The fuzzer's dropped cancel: an add_attendee's event_id sent again on a cancel. Through a
+    signal (no one to answer) it is refused in the log, by name, and the class keeps its plan."""
+    await session.start(2 * D, [session.attendee("ann")])
+    await session.event("add_attendee", attendee=session.attendee("bob"), event_id="e-1")
+    await session.event("cancel", event_id="e-1")
+    await session.event("add_attendee", attendee=session.attendee("bob"), event_id="e-1")  # a true retry
+    for _ in range(200):  # the roster changes are activities: wait for both outcomes
+        state = await session.state()
+        if len(state.events) == 2 and state.roster_size == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert state.status == SessionStatus.SCHEDULED and state.roster_size == 2
+    assert sorted((e.event, e.code) for e in state.events) == [("e-1", "applied"), ("e-1", "conflict")]
+    refused = next(e for e in state.events if e.code == "conflict")
+    assert "add_attendee" in refused.reason and refused.field == "event_id"
+    await session.at(2 * D + 2 * H)
+    assert await session.by_attendee() == {"ann": ["reminder-1d", "reminder-15m"], "bob": ["reminder-1d", "reminder-15m"]}
+
+
 async def test_feedback_reminder_is_planned_24_to_48h_after_the_end_and_only_once(session):
     await session.start(1 * H, [session.attendee("ann")])
     await session.at(2 * H + M)

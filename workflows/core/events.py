@@ -49,12 +49,17 @@ def fingerprinted(state: Any, event: JourneyEvent, outcome: EventOutcome) -> Eve
 
 def reused_id(seen: EventOutcome, event: JourneyEvent) -> EventOutcome | None:
     """A refusal when `event` reuses the `event_id` of a different event applied before."""
-    if seen.fingerprint is None or seen.fingerprint == fingerprint(event):
+    return id_taken(seen.event, seen.fingerprint, event)
+
+
+def id_taken(event_id: str, taken_by: str | None, event: JourneyEvent) -> EventOutcome | None:
+    """A refusal when `event_id` was taken by the event of fingerprint `taken_by` and `event` is another."""
+    if taken_by is None or taken_by == fingerprint(event):
         return None
-    before = seen.fingerprint.partition(":")[0]
+    before = taken_by.partition(":")[0]
     what = f"a {before} event" if before != event.kind else f"another {before} (with other fields)"
-    return EventOutcome(event=seen.event, applied=False, code="conflict", field="event_id",
-                        reason=f"event_id {seen.event!r} was already used for {what}: give this {event.kind} "
+    return EventOutcome(event=event_id, applied=False, code="conflict", field="event_id",
+                        reason=f"event_id {event_id!r} was already used for {what}: give this {event.kind} "
                                "an event_id of its own")
 
 
@@ -63,11 +68,11 @@ def record_outcome(state: Any, key: str, applied: bool, reason: str | None = Non
     """Log an event's outcome in the state (a redelivery finds it by key) and return it."""
     result = EventOutcome(event=key, applied=applied, reason=reason,
                           code=code or ("applied" if applied else "invalid"), field=field)
-    _log(state, result)
+    log_outcome(state, result)
     return result
 
 
-def _log(state: Any, outcome: EventOutcome) -> None:
+def log_outcome(state: Any, outcome: EventOutcome) -> None:
     state.events.append(outcome)
     if len(state.events) > EVENT_LOG:
         del state.events[:len(state.events) - EVENT_LOG]
@@ -98,7 +103,7 @@ def no_change(state: Any, event: JourneyEvent, why: str) -> EventOutcome:
     duplicate and cannot undo that change; without an id nothing is logged (twice = once)."""
     result = EventOutcome(event=event.dedupe_key(), applied=True, reason=f"no change: {why}", code="no_change")
     if event.event_id:
-        _log(state, result)
+        log_outcome(state, result)
     return result
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows.contracts import CHANGE_ROSTER, FAN_OUT, Recipient, SendRequest
-from workflows.core.events import fingerprinted
+from workflows.core.events import fingerprint, fingerprinted, id_taken, log_outcome
 from workflows.core.send import SEND_RETRY, SEND_TIMEOUT, send
 from workflows.core.shell import JourneyCore, Reply
 from workflows.core.steps import REFUSED, EventOutcome, PlannedStep, StepKind, unreachable
@@ -46,6 +46,9 @@ CHECKIN_ONLY_WHEN_ASKED = "checkin-only-when-asked"
 # … and kept the roster in the workflow's state, one send activity per attendee and channel; now
 # the roster is a table (any size, changed by an activity) and a fan-out sends a chunk per activity.
 ROSTER_IN_DATABASE = "roster-in-database"
+# … and applied an event whose event_id a roster change still in flight had taken (a cancel under an
+# add_attendee's id): now refused as a conflict, like a reuse of an id already applied.
+EVENT_ID_IN_FLIGHT = "event-id-in-flight"
 FAN_OUT_TIMEOUT = timedelta(minutes=5)  # a chunk of up to 1,000 attendees
 
 
@@ -59,6 +62,7 @@ class SessionJourney:
     def __init__(self, journey: SessionInput) -> None:
         state = SessionState(session_id=journey.session_id, status=SessionStatus.AWAITING_START, policy=journey.policy)
         self.roster_lock = asyncio.Lock()  # roster changes apply one at a time, in the order they arrived
+        self.in_flight: dict[str, str] = {}  # event_id → fingerprint of a roster change not yet applied
         if journey.session is not None and journey.state is None:  # a start in the input: decide before it applies
             self._decide_roster_store(state)
         self.core = JourneyCore("session", journey.session_id, rules, journey.policy, state, journey.session,
@@ -82,6 +86,9 @@ class SessionJourney:
 
     @workflow.update
     async def apply_event(self, event: SessionEvent) -> Reply[SessionState]:
+        if (taken := self._taken_in_flight(event)) is not None:
+            self.core.updates += 1
+            return self.core.reply(event, taken)
         if isinstance(event, rules.ROSTER_EVENTS) and self._roster_in_database():
             self.core.updates += 1
             return self.core.reply(event, await self._roster_event(event))
@@ -89,6 +96,8 @@ class SessionJourney:
 
     @apply_event.validator
     def _screen(self, event: SessionEvent) -> None:
+        if event.event_id and (taken := id_taken(event.event_id, self.in_flight.get(event.event_id), event)):
+            self.core.refuse(taken)
         if isinstance(event, rules.ROSTER_EVENTS) and self.state.roster_store != "state":  # a validator never patches
             outcome = rules.screen_roster_event(self.state.model_copy(deep=True), event, workflow.now())
             if outcome is not None and outcome.code in REFUSED:
@@ -104,6 +113,8 @@ class SessionJourney:
 
     @workflow.signal
     async def event(self, event: SessionEvent) -> None:
+        if self._taken_in_flight(event) is not None:
+            return
         if isinstance(event, rules.ROSTER_EVENTS) and self._roster_in_database():
             await self._roster_event(event)
         else:
@@ -124,10 +135,30 @@ class SessionJourney:
             state.roster_store = "database" if workflow.patched(ROSTER_IN_DATABASE) else "state"
         return state.roster_store == "database"
 
+    def _taken_in_flight(self, event: SessionEvent) -> EventOutcome | None:
+        """A refusal (logged) when a roster change still in flight holds this event's id for another event."""
+        if not event.event_id or (taken := id_taken(event.event_id, self.in_flight.get(event.event_id), event)) is None:
+            return None
+        if not workflow.patched(EVENT_ID_IN_FLIGHT):
+            return None
+        log_outcome(self.state, taken)
+        return taken
+
     async def _roster_event(self, event: SessionEvent) -> EventOutcome:
         """Add, remove or mark feedback in the roster table, one at a time in the order events
         arrive: screened once it is its turn (a copy in flight twice is a duplicate, an add queued
-        behind a cancel is refused), so each reported size is the latest and a remove follows its add."""
+        behind a cancel is refused), so each reported size is the latest and a remove follows its add.
+        Its event_id is taken from the moment it arrives."""
+        holds = bool(event.event_id) and event.event_id not in self.in_flight
+        if holds:
+            self.in_flight[event.event_id] = fingerprint(event)
+        try:
+            return await self._change_in_turn(event)
+        finally:
+            if holds:
+                del self.in_flight[event.event_id]
+
+    async def _change_in_turn(self, event: SessionEvent) -> EventOutcome:
         async with self.roster_lock:
             state = self.state
             if (screened := rules.screen_roster_event(state, event, workflow.now())) is not None:
