@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.render import TEMPLATES_DIR
 from settings import Settings
 from workflows.core import search
-from workflows.core.events import reused_id
+from workflows.core.events import applied_under, reused_id
 from workflows.core.shell import EVENT_ID_REUSED, EVENT_REFUSED, JOURNEY_ENDED
 from workflows.core.steps import EventOutcome
 from workflows.registry import JourneyKind
@@ -311,8 +311,7 @@ class Journeys:
     async def _recorded(self, entity_id: str, event: BaseModel) -> Answer | None:
         """The outcome an ended journey recorded for this event id, if it applied it to this event."""
         state = await self.state(entity_id, wait=False)
-        outcome = next((seen for seen in reversed(state.events if state else [])
-                        if seen.event == event.event_id and seen.applied), None)
+        outcome = applied_under(state, event.event_id) if state else None
         if outcome is not None and (reused := reused_id(outcome, event)) is not None:
             raise Conflict(reused.reason or "event_id reused", field="event_id")
         return Answer(state=state, event=outcome) if outcome is not None else None

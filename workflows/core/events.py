@@ -32,6 +32,11 @@ class JourneyEvent(Strict):
         return self.event_id or f"{self.kind}:{self.stamp()}"
 
 
+def applied_under(state: Any, event_id: str) -> EventOutcome | None:
+    """The latest outcome applied under `event_id` (a refusal logged under the same id is not one)."""
+    return next((seen for seen in reversed(state.events) if seen.event == event_id and seen.applied), None)
+
+
 def fingerprint(event: JourneyEvent) -> str:
     """What an `event_id` names: the event's kind and a digest of its fields. A second event under
     the same id with another fingerprint is a different event, not a redelivery."""
@@ -84,8 +89,7 @@ def screen_event(state: Any, event: JourneyEvent, closed: frozenset,
     second cancel) is a harmless duplicate, anything else is refused. None: the journey's own
     rules apply it."""
     key = event.dedupe_key()
-    if event.event_id and (seen := next((seen for seen in reversed(state.events)
-                                         if seen.event == key and seen.applied), None)) is not None:
+    if event.event_id and (seen := applied_under(state, key)) is not None:
         return reused_id(seen, event) or EventOutcome(event=key, applied=False, reason="duplicate: already applied",
                                                       code="duplicate")
     if state.status in closed:

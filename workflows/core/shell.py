@@ -18,7 +18,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.core import loop
-from workflows.core.events import fingerprinted
+from workflows.core.events import applied_under, fingerprinted
 from workflows.core.fields import with_overrides
 from workflows.core.search import publish
 from workflows.core.steps import REFUSED, EventOutcome, PlannedStep
@@ -119,7 +119,7 @@ class JourneyCore(Generic[S]):
     def reply(self, event: Any, outcome: EventOutcome) -> Reply[S]:
         """An update's answer; a retry of an applied `event_id` answers as its first delivery did."""
         if outcome.code == "duplicate" and event.event_id:
-            outcome = next((seen for seen in self.state.events if seen.event == event.event_id), outcome)  # type: ignore[attr-defined]
+            outcome = applied_under(self.state, event.event_id) or outcome
         return Reply[type(self.state)](event=outcome, state=self._small(self.planned()))  # type: ignore[misc]
 
     @staticmethod
