@@ -350,3 +350,20 @@ def test_any_broken_template_is_a_template_problem(tmp_path: Path, body: str):
     (tmp_path / "bad.html").write_text("ok")
     with pytest.raises(TemplateProblem):
         Renderer(directory=tmp_path).render("bad", {})
+
+
+@pytest.mark.parametrize("offer_url", [None, "https://shop.example.com/start"])
+def test_lead_welcome_announces_a_link_only_when_there_is_one(offer_url):
+    out = Renderer().render("lead_welcome", context(name="Lee", company=None, offer_url=offer_url))
+    assert ("Here is where to start:" in out.text) is (offer_url is not None)
+    assert ("See where to start" in out.html) is (offer_url is not None)
+    if offer_url:
+        assert f"Here is where to start:\n\n{offer_url}\n" in out.text
+    assert "\n\n\n" not in out.text
+
+
+def test_a_filter_given_what_it_cannot_use_is_a_template_problem():
+    with pytest.raises(TemplateProblem, match="local_time|Invalid isoformat|payment_reminder"):
+        Renderer().render("payment_reminder", context(payer_name="Pat", amount="12.50", currency="EUR", locale="en_US",
+                                                      description=None, payment_url="https://pay.example.com/1",
+                                                      started_at="not a date"))
