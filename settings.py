@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     smtp_pool_size: int = Field(10, ge=0)  # idle SMTP connections kept open per worker; 0 = one per message
     smtp_messages_per_connection: int = Field(100, ge=1)
     smtp_idle_seconds: float = Field(30.0, gt=0)  # kept connections idle longer are closed, not reused
+    # Internationalised addresses (RFC 6531: `аda@example.com`, `用户@例子.广告`) need a server that
+    # offers SMTPUTF8. Off: the API refuses them (422). On: they are sent with SMTPUTF8, and a message
+    # to one is recorded as failed if the server does not offer it. Non-ASCII domains with an ASCII
+    # part before the @ need nothing: they go out as IDNA (ada@xn--bcher-kva.de) either way.
+    smtputf8: bool = False
 
     # Webhook channel (SMS/WhatsApp providers): an HMAC-signed JSON POST per message. Unset URL:
     # messages on the webhook channel are skipped with a reason.

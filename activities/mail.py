@@ -17,12 +17,18 @@ from email.utils import format_datetime, formataddr
 from datetime import datetime, timezone
 
 import aiosmtplib
+import idna
+from confusable_homoglyphs.confusables import is_mixed_script
 
 from activities.render import Rendered
 
 # compat32 at RFC 5322's 998-column hard limit: a long `List-Unsubscribe: <https://…>` stays a bare
 # URI on one line (folding it, or encoding it as RFC 2047 words, hides it from mail clients).
 _WIRE = email.policy.compat32.clone(linesep="\r\n", max_line_length=998)
+# RFC 6532: a message to an address that is not ASCII carries it as UTF-8 in its To: header, which
+# compat32 writes as is only from a surrogate-escaped string under an 8-bit policy.
+_WIRE_UTF8 = _WIRE.clone(cte_type="8bit")
+_PLACEHOLDER = "followups-address@placeholder.invalid"
 _UTF8_QP = email.charset.Charset("utf-8")
 _UTF8_QP.body_encoding = email.charset.QP  # readable source, 7-bit safe, lines ≤ 76
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -48,11 +54,42 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message ready for the wire: envelope addresses and the serialised bytes (CRLF, 7-bit)."""
+    """A message ready for the wire: envelope addresses and the serialised bytes (CRLF; 7-bit
+    unless `smtputf8`: then an address is UTF-8 and only a server offering SMTPUTF8 may take it)."""
 
     sender: str
     recipients: list[str]
     data: bytes
+    smtputf8: bool = False
+
+
+class Unbuildable(ValueError):
+    """The message cannot be put on the wire as asked: no retry changes that."""
+
+
+def wire_address(address: str) -> str:
+    """The address as SMTP carries it: the domain as IDNA (`ada@xn--bcher-kva.de`), so only a part
+    before the @ that is not ASCII needs SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as err:
+        raise Unbuildable(f"the domain of {address} has no IDNA form: {err}") from err
+
+
+def for_display(address: str) -> str:
+    """The address as a page shows it: where the part before the @ or a label of the domain mixes
+    scripts (a Cyrillic а among Latin letters, `аda@exаmple.com`), that part as punycode
+    (`xn--da-6kc@xn--exmple-4nf.com`), so a look-alike never passes for the address it imitates.
+    Single-script addresses (`用户@例子.广告`, `ada@bücher.de`) show as they are."""
+    local, _, domain = address.rpartition("@")
+    if is_mixed_script(local):
+        local = "xn--" + local.encode("punycode").decode("ascii")
+    labels = [("xn--" + label.encode("punycode").decode("ascii")) if is_mixed_script(label) else label
+              for label in domain.split(".")]
+    return f"{local}@{'.'.join(labels)}"
 
 
 def build(envelope: Envelope, rendered: Rendered) -> Outgoing:
@@ -64,10 +101,11 @@ def build(envelope: Envelope, rendered: Rendered) -> Outgoing:
     for name, value in (("sender name", envelope.sender_name), ("recipient name", envelope.recipient_name),
                         ("subject", rendered.subject), ("key", envelope.key), ("unsubscribe URL", envelope.unsubscribe_url)):
         if "\r" in value or "\n" in value:
-            raise ValueError(f"the {name} may not contain a line break: {value!r}")
+            raise Unbuildable(f"the {name} may not contain a line break: {value!r}")
+    recipient = wire_address(envelope.recipient_email)
     msg = MIMEMultipart("alternative")
     msg["From"] = _address(envelope.sender_name, envelope.sender_email, "From")
-    msg["To"] = _address(envelope.recipient_name, envelope.recipient_email, "To")
+    msg["To"] = _address(envelope.recipient_name, recipient, "To")
     msg["Subject"] = _text(rendered.subject, "Subject")
     msg["Date"] = format_datetime(datetime.now(timezone.utc))
     msg["Message-ID"] = envelope.message_id
@@ -76,7 +114,12 @@ def build(envelope: Envelope, rendered: Rendered) -> Outgoing:
     msg["X-Followups-Key"] = _text(envelope.key, "X-Followups-Key")
     msg.attach(MIMEText(rendered.text, "plain", _UTF8_QP))
     msg.attach(MIMEText(rendered.html, "html", _UTF8_QP))
-    return Outgoing(envelope.sender_email, [envelope.recipient_email], msg.as_bytes(policy=_WIRE))
+    utf8 = not recipient.isascii()
+    try:
+        data = msg.as_bytes(policy=_WIRE_UTF8 if utf8 else _WIRE)
+    except (UnicodeError, ValueError) as err:
+        raise Unbuildable(f"the message cannot be encoded: {err}") from err
+    return Outgoing(envelope.sender_email, [recipient], data, smtputf8=utf8)
 
 
 class _Words(Header):
@@ -93,6 +136,9 @@ def _text(value: str, header: str) -> str | Header:
 
 
 def _address(name: str, address: str, field: str) -> str | Header:
+    if not address.isascii():  # the name as formataddr writes it (quoted or encoded-words), the address as UTF-8
+        value = formataddr((name, _PLACEHOLDER), charset="utf-8").replace(_PLACEHOLDER, address)
+        return value.encode("utf-8").decode("ascii", "surrogateescape")
     if name.isascii():
         return formataddr((name, address))
     header = _Words(name, "utf-8", header_name=field)
@@ -124,6 +170,10 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip()
+
+
+class NoSmtputf8(Exception):
+    """The message needs SMTPUTF8 (RFC 6531) and the server does not offer it."""
 
 
 class DeliveryRefused(Exception):
@@ -175,22 +225,26 @@ class SmtpTransport:
         if conn is None:
             conn = await self._open()
         keep = False
+        encoding = "utf-8" if out.smtputf8 else "ascii"
         try:
             try:
-                await conn.smtp.mail(out.sender)
+                await self._begin(conn, out)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPResponseException, OSError) as err:
                 refused = isinstance(err, aiosmtplib.SMTPResponseException) and err.code != 421
                 if not reused or refused:
                     raise
                 await self._discard(conn)  # the server dropped it while idle: start over, once
                 conn = await self._open()
-                await conn.smtp.mail(out.sender)
+                await self._begin(conn, out)
             for recipient in out.recipients:
-                await conn.smtp.rcpt(recipient)
+                await conn.smtp.rcpt(recipient, encoding=encoding)
             response = await conn.smtp.data(out.data)
             conn.sent += 1
             keep = True
             await accepted(response.message)
+        except NoSmtputf8:
+            keep = True  # nothing was begun: the connection serves the next message
+            raise
         except aiosmtplib.SMTPRecipientRefused as err:
             raise DeliveryRefused(Refusal(err.code, err.message)) from err
         except aiosmtplib.SMTPResponseException as err:
@@ -202,6 +256,19 @@ class SmtpTransport:
                 self._idle.append(conn)
             else:
                 await self._discard(conn, polite=keep)
+
+    @staticmethod
+    async def _begin(conn: _Connection, out: Outgoing) -> None:
+        """MAIL FROM; for a message that needs SMTPUTF8, only once the server has said it offers it."""
+        if not out.smtputf8:
+            await conn.smtp.mail(out.sender)
+            return
+        if conn.smtp.is_ehlo_or_helo_needed:
+            await conn.smtp.ehlo()
+        if not conn.smtp.supports_extension("smtputf8"):
+            raise NoSmtputf8(f"{out.recipients[0]} needs SMTPUTF8, which the SMTP server does not offer")
+        options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if conn.smtp.supports_extension("8bitmime") else [])
+        await conn.smtp.mail(out.sender, options=options, encoding="utf-8")
 
     async def close(self) -> None:
         """QUIT every idle connection (at worker shutdown)."""

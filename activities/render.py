@@ -81,4 +81,8 @@ class Renderer:
             raise TemplateProblem(f"template {template!r}: {err.message}") from err
         except TemplateSyntaxError as err:
             raise TemplateProblem(f"template {err.name or template!r} line {err.lineno}: {err.message}") from err
+        except TemplateProblem:
+            raise
+        except (TypeError, ValueError, LookupError, ArithmeticError) as err:  # a filter given what it cannot use
+            raise TemplateProblem(f"template {template!r}: {type(err).__name__}: {err}") from err
         return Rendered(subject=subject, text=str(text_module).strip() + "\n", html=html)

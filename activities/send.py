@@ -17,22 +17,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import aiosmtplib
+import asyncpg
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import tokens
-from activities.mail import DeliveryRefused, Envelope, SmtpTransport, build, message_id
+from activities.mail import DeliveryRefused, Envelope, NoSmtputf8, SmtpTransport, Unbuildable, build, message_id
 from activities.render import Renderer, TemplateProblem
-from activities.store import Outbox, Suppressions
+from activities.store import Outbox, Suppressions, storable
 from activities.webhook import WebhookRefused, WebhookTransient, WebhookTransport
 from workflows.contracts import RECORDED_REQUEST, SEND_MESSAGE, DeliveryFailure, MessageCategory, SendRequest, SendResult, SendStatus
 from workflows.core.steps import too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
 RECORD_RETRY_PAUSES = (0.1, 0.25, 0.5, 1, 2, 4, 8)  # ≈ 16 s of a 30 s attempt
-
-
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,18 @@ class SendActivities:
         if self.unrecorded:
             await self._flush_unrecorded()
         email = str(request.recipient.email).lower()
-        claim = await self.outbox.claim(
+        fields = dict(
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
             recipient=email, recipient_name=request.recipient.name, category=request.category.value,
             context=request.context, message_id=message_id(request.key, self.sender.domain),
             due_at=request.due_at, lease=SEND_LEASE, channel=request.channel, phone=request.phone,
         )
+        try:
+            claim = await self.outbox.claim(**fields)
+        except (asyncpg.DataError, UnicodeEncodeError) as err:  # a NUL byte, a lone surrogate: never storable
+            await self._record_unstorable(fields, err)
+            raise ApplicationError(f"{request.key}: the message cannot be stored: {err}",
+                                   type=DeliveryFailure.UNSTORABLE, non_retryable=True) from err
         row = claim.row
         if claim.action == "done":
             return SendResult(key=request.key, status=SendStatus(row["status"]), reason=row["reason"],
@@ -129,7 +134,15 @@ class SendActivities:
                                     reason="sent again after an interrupted attempt" if claim.interrupted else None)
 
         try:
-            await self.transport.deliver(build(envelope, rendered), accepted)
+            outgoing = build(envelope, rendered)
+        except Unbuildable as err:
+            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
+            raise ApplicationError(f"{request.key}: {err}", type=DeliveryFailure.UNBUILDABLE, non_retryable=True) from err
+        try:
+            await self.transport.deliver(outgoing, accepted)
+        except NoSmtputf8 as err:
+            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
+            raise ApplicationError(f"{request.key}: {err}", type=DeliveryFailure.ADDRESS, non_retryable=True) from err
         except DeliveryRefused as err:
             refusal = err.refusal
             if not refusal.permanent:
@@ -149,6 +162,16 @@ class SendActivities:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise  # retried with backoff by the activity's retry policy
         return done(SendStatus.SENT)
+
+    async def _record_unstorable(self, fields: dict, err: Exception) -> None:
+        """Keep a row for a request PostgreSQL cannot hold, with what could not be stored replaced
+        by U+FFFD, so the message shows as failed with its reason instead of not at all."""
+        try:
+            claim = await self.outbox.claim(**storable(fields))
+            if claim.action == "send":
+                await self.outbox.finish(fields["key"], "failed", reason=f"cannot be stored as sent: {err}")
+        except (asyncpg.DataError, UnicodeEncodeError) as again:  # a key that cannot be stored: nothing can be kept
+            activity.logger.error("%r: not recorded (%s)", fields["key"], again)
 
     async def _record_sent(self, key: str, **fields) -> None:
         """Record a delivery the server accepted. PostgreSQL may be away for a moment: retry for

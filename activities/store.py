@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,20 @@ import asyncpg
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK = 7_266_001  # pg_advisory_lock id: one migrator at a time across workers and APIs
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL bytes and lone surrogates, which PostgreSQL text and jsonb refuse, as U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(item) for item in value]
+    return value
 
 
 async def connect(database_url: str, size: int = 10) -> asyncpg.Pool:
@@ -200,6 +215,53 @@ class Leads:
         )
         return CampaignStats(campaign, counts["started"], {row["step"]: row["sent"] for row in steps},
                              counts["converted"], counts["replied"], counts["unsubscribed"])
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    import_id: str
+    campaign: str | None
+    rows: int
+    started: int
+    already_imported: int
+    rejected: int
+    created_at: datetime
+
+
+class LeadImports:
+    """Every CSV upload's counts and rejected rows (migration 005), kept `KEEP` then deleted."""
+
+    KEEP = timedelta(days=30)
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def record(self, import_id: str, campaign: str | None, rows: int, started: int, already_imported: int,
+                     problems: list[tuple[int, str, str]]) -> None:
+        """Store one upload: (line, field, reason) per rejected row, in file order, by COPY."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM lead_imports WHERE created_at < now() - $1::interval", self.KEEP)
+            await conn.execute(
+                "INSERT INTO lead_imports (import_id, campaign, rows, started, already_imported, rejected) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                import_id, storable(campaign), rows, started, already_imported, len(problems))
+            if problems:
+                await conn.copy_records_to_table(
+                    "lead_import_problems", columns=("import_id", "n", "line", "field", "reason"),
+                    records=((import_id, n, line, storable(field), storable(reason))
+                             for n, (line, field, reason) in enumerate(problems, start=1)))
+
+    async def get(self, import_id: str) -> ImportRecord | None:
+        row = await self.pool.fetchrow(
+            "SELECT import_id, campaign, rows, started, already_imported, rejected, created_at "
+            "FROM lead_imports WHERE import_id = $1", import_id)
+        return ImportRecord(**row) if row else None
+
+    async def problems(self, import_id: str, after: int, limit: int) -> list[asyncpg.Record]:
+        """Rejected rows after the `after`-th, in file order."""
+        return await self.pool.fetch(
+            "SELECT n, line, field, reason FROM lead_import_problems WHERE import_id = $1 AND n > $2 "
+            "ORDER BY n LIMIT $3", import_id, after, limit)
 
 
 @dataclass(frozen=True)

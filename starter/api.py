@@ -16,16 +16,18 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from activities.store import Leads, Outbox, Suppressions, connect, migrate
+from activities.store import LeadImports, Leads, Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
 from starter.routes import journeys, leads, operations, sessions
 from starter.service import Journeys, ServiceError
 from starter.views import ErrorBody
+from workflows.core.fields import SMTPUTF8_ADDRESSES
 from workflows.registry import KINDS
 
 
@@ -100,6 +102,22 @@ def _url_problem(scope: Scope) -> tuple[str, str] | None:
     return None
 
 
+class AddressPolicy:
+    """Sets, for each request, whether addresses that need SMTPUTF8 are accepted (FOLLOWUPS_SMTPUTF8):
+    the models' email fields read it while FastAPI validates the body."""
+
+    def __init__(self, app: ASGIApp, smtputf8: bool) -> None:
+        self.app = app
+        self.smtputf8 = smtputf8
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = SMTPUTF8_ADDRESSES.set(self.smtputf8)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            SMTPUTF8_ADDRESSES.reset(token)
+
+
 class _TooLarge(StarletteHTTPException):
     """Raised while the body is read; an HTTPException, so FastAPI's body parsing lets it through."""
 
@@ -124,6 +142,18 @@ def _unreadable(cause: BaseException | None) -> str:
     return f"the body is not JSON: {cause}" if cause else "the body could not be read"
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _methods_at(app: FastAPI, scope: Scope) -> str:
+    """Every method some route takes at this path (FastAPI wraps included routers, so each method is
+    asked of the router as a request would be, rather than read off the routes)."""
+    methods = {"OPTIONS"} | {method for method in _METHODS
+                             if any(route.matches({**scope, "method": method})[0] == Match.FULL
+                                    for route in app.router.routes)}
+    return ", ".join(sorted(methods))
+
+
 def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,6 +163,7 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         app.state.client = client or await connect_temporal(settings)
         app.state.journeys = {name: Journeys(app.state.client, settings, kind) for name, kind in KINDS.items()}
         app.state.lead_store = Leads(app.state.pool)
+        app.state.lead_imports = LeadImports(app.state.pool)
         app.state.outbox = Outbox(app.state.pool)
         app.state.suppressions = Suppressions(app.state.pool)
         yield
@@ -149,6 +180,7 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes,
                        limits={"/v1/leads/import": settings.api_max_import_bytes})
     app.add_middleware(PlainUrls)
+    app.add_middleware(AddressPolicy, smtputf8=settings.smtputf8)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError) -> JSONResponse:
@@ -156,7 +188,12 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=err.status_code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, err: StarletteHTTPException) -> Response:
+        if err.status_code == 405:  # Allow: every method some route takes at this path, not one route's
+            allowed = _methods_at(app, request.scope)
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allowed})
+            err.headers = {**(err.headers or {}), "Allow": allowed}
         name = {400: "MalformedBody", 404: "NotFound", 405: "MethodNotAllowed",
                 413: "PayloadTooLarge"}.get(err.status_code, "HTTPError")
         detail = _unreadable(err.__cause__) if err.status_code == 400 else err.detail

@@ -94,9 +94,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class SinkServer:
-    def __init__(self, sink: Sink, host: str = "127.0.0.1", port: int | None = None) -> None:
+    """`smtputf8`: whether the server offers SMTPUTF8 (RFC 6531), as most current servers do."""
+
+    def __init__(self, sink: Sink, host: str = "127.0.0.1", port: int | None = None, smtputf8: bool = True) -> None:
         self.sink = sink
-        self.controller = Controller(sink, hostname=host, port=port or free_port(host))
+        self.smtputf8 = smtputf8
+        self.controller = Controller(sink, hostname=host, port=port or free_port(host), enable_SMTPUTF8=smtputf8)
 
     def __enter__(self) -> SinkServer:
         self.controller.start()

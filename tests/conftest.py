@@ -5,6 +5,7 @@ and ids, so the servers are shared across the session."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -89,10 +90,9 @@ class Stack:
         self.headers = {"Authorization": f"Bearer {settings.api_keys[0]}"}
 
 
-@pytest_asyncio.fixture(scope="module")
-async def stack(local_env, database_url: str, smtp: SinkServer) -> AsyncIterator[Stack]:
-    import asyncio
-
+@contextlib.asynccontextmanager
+async def running_stack(local_env, database_url: str, smtp: SinkServer, **overrides) -> AsyncIterator[Stack]:
+    """A worker and the API on a real socket, with `overrides` of the test settings."""
     import uvicorn
 
     import worker
@@ -100,11 +100,12 @@ async def stack(local_env, database_url: str, smtp: SinkServer) -> AsyncIterator
     from starter.sink import free_port
 
     port = free_port()
-    settings = Settings(
+    values = dict(
         database_url=database_url, smtp_host=smtp.host, smtp_port=smtp.port, api_port=port,
         temporal_task_queue=f"stack-{uuid.uuid4().hex[:8]}", signing_secret="test-secret", api_keys=["test-key"],
         public_base_url=f"http://127.0.0.1:{port}", api_max_import_bytes=2_000_000,
     )
+    settings = Settings(**{**values, **overrides})
     async with worker.running_worker(settings, local_env.client):
         server = uvicorn.Server(uvicorn.Config(create_app(settings, client=local_env.client), host="127.0.0.1",
                                                port=port, log_level="warning"))
@@ -116,3 +117,9 @@ async def stack(local_env, database_url: str, smtp: SinkServer) -> AsyncIterator
         finally:
             server.should_exit = True
             await task
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(local_env, database_url: str, smtp: SinkServer) -> AsyncIterator[Stack]:
+    async with running_stack(local_env, database_url, smtp) as running:
+        yield running

@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import EmailStr, StringConstraints
+from pydantic import StringConstraints
 
-from workflows.core.fields import PersonName, Strict, TimeZone
+from workflows.core.fields import EmailAddress, PersonName, Strict, TimeZone
 
 # Activity type names: the workflow schedules them by name, the worker registers the implementations.
 SEND_MESSAGE = "send_message"
@@ -27,11 +27,14 @@ class DeliveryFailure:
 
     REFUSED = "DeliveryRefused"
     TEMPLATE = "TemplateProblem"
-    ALL = frozenset({REFUSED, TEMPLATE})
+    ADDRESS = "AddressUndeliverable"  # needs SMTPUTF8, which the SMTP server does not offer
+    UNBUILDABLE = "MessageUnbuildable"  # the message cannot be encoded (a header that cannot hold a value)
+    UNSTORABLE = "MessageUnstorable"  # PostgreSQL cannot hold a value of the request (a NUL byte)
+    ALL = frozenset({REFUSED, TEMPLATE, ADDRESS, UNBUILDABLE, UNSTORABLE})
 
 
 class Recipient(Strict):
-    email: EmailStr
+    email: EmailAddress
     name: PersonName  # no control characters: the name goes into the To: header
     time_zone: TimeZone = None
 

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from activities import tokens
+from activities.mail import for_display
 from activities.store import Outbox
 from settings import Settings
 from starter import bulk
@@ -130,25 +131,36 @@ def router(authed: list, settings: Settings) -> APIRouter:
         )
         return ResendView(original_key=key, new_key=new_key, workflow_id=resend_workflow_id(new_key))
 
-    def token_owner(token: str) -> tuple[str, str]:
+    def token_owner(token: str) -> tuple[str, str] | HTMLResponse:
+        """The address and message key a link names, or the page a browser gets for a bad link."""
         try:
             return tokens.verify(settings.signing_secret.get_secret_value(), token)
         except tokens.BadToken as err:
-            raise NotFound(f"unknown unsubscribe link: {err}", field="token") from err
+            return HTMLResponse(_page("Link not valid", f"<p>This unsubscribe link is not valid ({escape(str(err))}). "
+                                      "Use the link in the latest email you received.</p>"), status_code=404)
 
-    @api.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"])
+    bad_link = {404: {"description": "A link this service did not sign: an HTML page saying so",
+                      "content": {"text/html": {"schema": {"type": "string"}}}}}
+
+    @api.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"], responses=bad_link)
     async def unsubscribe_page(token: str) -> HTMLResponse:
-        """A page with a button. A GET never unsubscribes: link scanners fetch every URL."""
-        email, _ = token_owner(token)
-        return HTMLResponse(_page("Unsubscribe", f"<p>Stop all emails to <b>{escape(email)}</b>?</p>"
+        """A page with a button. A GET never unsubscribes: link scanners fetch every URL. An address
+        that mixes scripts shows as punycode (`xn--da-6kc@example.com`)."""
+        owner = token_owner(token)
+        if isinstance(owner, HTMLResponse):
+            return owner
+        return HTMLResponse(_page("Unsubscribe", f"<p>Stop all emails to <b>{escape(for_display(owner[0]))}</b>?</p>"
                                   f'<form method="post"><button type="submit">Unsubscribe</button></form>'))
 
-    @api.post("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"])
+    @api.post("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"], responses=bad_link)
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         """RFC 8058 one-click: `List-Unsubscribe=One-Click` POSTs here; no cookie, no redirect."""
-        email, key = token_owner(token)
+        owner = token_owner(token)
+        if isinstance(owner, HTMLResponse):
+            return owner
+        email, key = owner
         await request.app.state.suppressions.add(email, "unsubscribe", f"one-click unsubscribe from {key}")
-        return HTMLResponse(_page("Unsubscribed", f"<p><b>{escape(email)}</b> will receive no more emails.</p>"))
+        return HTMLResponse(_page("Unsubscribed", f"<p><b>{escape(for_display(email))}</b> will receive no more emails.</p>"))
 
     return api
 

@@ -4,11 +4,13 @@ derivation (a start may override any bound of the policy, with the same bounds).
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Optional
 
 from pydantic import (
-    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict as StrictMode,
+    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, PlainSerializer,
+    Strict as StrictMode,
     StringConstraints, create_model,
 )
 
@@ -82,6 +84,21 @@ SingleLine = _refuse(_CONTROL, "text")  # names, ids, URLs: they go into headers
 FreeText = _refuse(_CONTROL_BUT_LINES, "text")  # tab and line breaks allowed, nothing else below U+0020
 
 
+# Whether an address whose local part is not ASCII (`аda@example.com`, `用户@例子.广告`) is accepted:
+# only SMTPUTF8 (RFC 6531) can deliver it. The API sets this per request from its settings
+# (FOLLOWUPS_SMTPUTF8); everywhere else, in workflows and activities, an address already accepted is
+# never refused again: a running journey decodes its recorded input whatever the setting is now.
+SMTPUTF8_ADDRESSES: ContextVar[bool] = ContextVar("smtputf8_addresses", default=True)
+
+
+def _deliverable(value: str) -> str:
+    local = value.rpartition("@")[0]
+    if not local.isascii() and not SMTPUTF8_ADDRESSES.get():
+        raise ValueError("the part before the @ is not ASCII: such an address needs SMTPUTF8, which this "
+                         "service does not use (FOLLOWUPS_SMTPUTF8=false)")
+    return value
+
+
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be a positive duration (ISO 8601 like PT48H, or seconds)")
@@ -123,6 +140,7 @@ Count = Annotated[int, StrictMode()]  # a JSON integer: not "3", 3.0 or true
 EntityId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 ]
+EmailAddress = Annotated[EmailStr, AfterValidator(_deliverable)]  # a non-ASCII domain is sent as IDNA
 TimeZone = Annotated[str | None, AfterValidator(_known_time_zone)]
 ShortText = Annotated[str, StringConstraints(max_length=500), FreeText]
 PersonName = Annotated[str, StringConstraints(min_length=1, max_length=200), SingleLine]

@@ -15,14 +15,14 @@ from typing import Annotated, Literal
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import (
-    AfterValidator, BaseModel, EmailStr, Field, StringConstraints, ValidationInfo, field_validator,
+    AfterValidator, BaseModel, Field, StringConstraints, ValidationInfo, field_validator,
 )
 from temporalio import workflow
 
 from workflows.contracts import Channel, Phone, Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
-    EntityId, Moment, PersonName, PositiveDuration, ShortText, Strict, TimeZone, WebUrl, overrides_of,
+    EmailAddress, EntityId, Moment, PersonName, PositiveDuration, ShortText, Strict, TimeZone, WebUrl, overrides_of,
 )
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
@@ -114,7 +114,7 @@ PaymentPolicyOverrides = overrides_of(PaymentPolicy)
 
 
 class Payer(Strict):
-    email: EmailStr
+    email: EmailAddress
     name: PersonName  # no control characters: the name goes into the To: header
     time_zone: TimeZone = None
     locale: LocaleName | None = Field(None, description="how amounts read, e.g. de_DE or en-US (default en_US)")

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from workflows.contracts import Channel, Phone, Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
-    Count, EntityId, Flag, Moment, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, TimeZone, Title, WebUrl, overrides_of,
+    Count, EmailAddress, EntityId, Flag, Moment, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, TimeZone, Title, WebUrl, overrides_of,
 )
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
@@ -25,7 +25,7 @@ def _distinct_channels(value: list[str]) -> list[str]:
 class Attendee(Strict):
     attendee_id: EntityId
     name: PersonName
-    email: EmailStr
+    email: EmailAddress
     time_zone: TimeZone = None
     phone: Phone | None = None  # E.164, for webhooks
     channels: Annotated[list[Channel], Field(min_length=1), AfterValidator(_distinct_channels)] = ["email"]
@@ -36,7 +36,7 @@ class Attendee(Strict):
 
 class Tutor(Strict):
     name: PersonName
-    email: EmailStr
+    email: EmailAddress
     time_zone: TimeZone = None
     first_session: Flag = False  # seed 004: a check-in 2 h after the tutor's first session
 
@@ -77,7 +77,7 @@ class ClassSession(Strict):
     join_url: WebUrl | None = None
     feedback_url: WebUrl | None = None
     tutor: Tutor
-    manager_email: EmailStr | None = None  # where a negative check-in answer is escalated
+    manager_email: EmailAddress | None = None  # where a negative check-in answer is escalated
     attendees: Roster = []
     policy: SessionPolicyOverrides = SessionPolicyOverrides()  # type: ignore[valid-type]
 
