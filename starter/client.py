@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from starter.routes.leads import CampaignStatsView, ImportView
+from starter.routes.leads import CampaignStatsView, ImportView, ProblemsPage
 from starter.routes.operations import BulkView, ResendView
 from starter.views import VIEWS, JourneyView, MessageView
 from workflows.registry import KINDS, JourneyKind
@@ -107,6 +107,11 @@ class FollowupsClient:
         content = csv_text.encode() if isinstance(csv_text, str) else csv_text
         return ImportView.model_validate(self._call("POST", "/v1/leads/import", params=params, content=content,
                                                     headers={"Content-Type": "text/csv"}))
+
+    def import_problems(self, import_id: str, after: int = 0, limit: int = 1000) -> ProblemsPage:
+        """One page of an import's rejected rows; pass `next_after` back for the next."""
+        return ProblemsPage.model_validate(self._call("GET", f"/v1/leads/imports/{import_id}/problems",
+                                                      params={"after": after, "limit": limit}))
 
     def campaign_stats(self, campaign: str) -> CampaignStatsView:
         return CampaignStatsView.model_validate(self._call("GET", f"/v1/campaigns/{campaign}/stats"))

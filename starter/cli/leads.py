@@ -14,6 +14,7 @@ from starter.cli.journeys import commands
 from workflows.registry import LEAD
 
 IMPORT_CHUNK_ROWS = 2000
+SHOWN = 200  # rejected rows listed on screen; the rest by `followups leads problems`
 
 leads_app = typer.Typer(help="Import leads, report conversions, read campaign stats.", no_args_is_help=True)
 
@@ -37,7 +38,7 @@ def leads_import(
         raise typer.Exit(2) from None
     rows = [(reader.line_num, row) for row in reader]
     totals = {"rows": 0, "started": 0, "already_imported": 0}
-    rejected, ignored = [], set()
+    rejected, ignored, rejected_count, with_problems = [], set(), 0, []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"importing {file.name}", total=len(rows))
@@ -51,20 +52,37 @@ def leads_import(
             report = call(lambda c, text=buffer.getvalue(), at=first_line: c.import_leads(text, campaign, at))
             for name in totals:
                 totals[name] += getattr(report, name)
-            rejected += report.rejected
+            rejected += report.rejected[:SHOWN - len(rejected)]
+            rejected_count += report.rejected_count
+            if report.rejected_count:
+                with_problems.append(report.import_id)
             ignored.update(report.ignored_columns)
             progress.advance(task, len(chunk))
     console.print(f"{totals['rows']} rows: [green]{totals['started']} started[/green], "
-                  f"{totals['already_imported']} already imported, [red]{len(rejected)} rejected[/red]")
+                  f"{totals['already_imported']} already imported, [red]{rejected_count} rejected[/red]")
     if ignored:
         console.print(f"ignored columns: {', '.join(sorted(ignored))}")
     if rejected:
         table = Table("line", "field", "reason", title="rejected rows (skipped)")
-        for problem in rejected[:200]:
+        for problem in rejected:
             table.add_row(str(problem.line), problem.field, problem.reason)
         console.print(table)
-        if len(rejected) > 200:
-            console.print(f"… and {len(rejected) - 200} more")
+        if rejected_count > len(rejected):
+            console.print(f"… and {rejected_count - len(rejected)} more: "
+                          + "; ".join(f"followups leads problems {import_id}" for import_id in with_problems))
+
+
+@leads_app.command("problems")
+def leads_problems(import_id: str) -> None:
+    """Every rejected row of one import (its import_id), as `line<TAB>field<TAB>reason`."""
+    after = 0
+    while True:
+        page = call(lambda c, at=after: c.import_problems(import_id, at))
+        for problem in page.problems:
+            typer.echo(f"{problem.line}\t{problem.field}\t{problem.reason}")
+        if page.next_after is None:
+            return
+        after = page.next_after
 
 
 @leads_app.command("stats")

@@ -3,6 +3,9 @@ lead gets in the `leads` table."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -18,13 +21,35 @@ class RowProblemView(BaseModel):
     reason: str
 
 
+FIRST_PROBLEMS = 100  # rejected rows an import's answer lists; the rest are paged from its import_id
+ImportId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="as an import's answer gave it")]
+
+
 class ImportView(BaseModel):
+    import_id: str = Field(description="GET /v1/leads/imports/{import_id}/problems pages every rejected row")
     campaign: str | None
     rows: int = Field(description="data rows read (blank lines not counted)")
     started: int = Field(description="new journeys started")
     already_imported: int = Field(description="rows whose lead already had a journey: nothing started")
-    rejected: list[RowProblemView] = Field(description="bad rows, skipped: line number, field and reason")
+    rejected_count: int = Field(description="bad rows, skipped")
+    rejected: list[RowProblemView] = Field(
+        description=f"the first {FIRST_PROBLEMS} bad rows: line number, field and reason")
     ignored_columns: list[str]
+
+
+class ImportRecordView(BaseModel):
+    import_id: str
+    campaign: str | None
+    rows: int
+    started: int
+    already_imported: int
+    rejected_count: int
+    created_at: datetime
+
+
+class ProblemsPage(BaseModel):
+    problems: list[RowProblemView]
+    next_after: int | None = Field(description="pass as `after` for the next page; null on the last")
 
 
 class CampaignStatsView(BaseModel):
@@ -60,15 +85,41 @@ def router(authed: list) -> APIRouter:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as err:
             raise Rejected(f"the file is not UTF-8 (byte {err.start})", field="file") from err
-        try:
-            parsed, report = lead_import.parse(text, campaign, first_line)
+        try:  # in a thread: a large file takes seconds to validate, and the API answers meanwhile
+            parsed, report = await asyncio.to_thread(lead_import.parse, text, campaign, first_line)
         except lead_import.BadFile as err:
             raise Rejected(str(err), field=err.field) from err
+        del raw, text
         await lead_import.start_all(request.app.state.journeys["lead"], request.app.state.lead_store, parsed, report)
-        return ImportView(campaign=campaign, rows=report.rows, started=report.started,
-                          already_imported=report.already_imported,
-                          rejected=[RowProblemView(**vars(problem)) for problem in report.rejected],
+        import_id = uuid.uuid4().hex
+        await request.app.state.lead_imports.record(
+            import_id, campaign, report.rows, report.started, report.already_imported,
+            [(problem.line, problem.field, problem.reason) for problem in report.rejected])
+        return ImportView(import_id=import_id, campaign=campaign, rows=report.rows, started=report.started,
+                          already_imported=report.already_imported, rejected_count=len(report.rejected),
+                          rejected=[RowProblemView(**vars(problem)) for problem in report.rejected[:FIRST_PROBLEMS]],
                           ignored_columns=report.ignored_columns)
+
+    @api.get("/v1/leads/imports/{import_id}")
+    async def lead_import_record(import_id: ImportId, request: Request) -> ImportRecordView:
+        """An import's counts, kept 30 days."""
+        record = await request.app.state.lead_imports.get(import_id)
+        if record is None:
+            raise NotFound(f"no import {import_id} (imports are kept 30 days)", field="import_id")
+        return ImportRecordView(**{**vars(record), "rejected_count": record.rejected})
+
+    @api.get("/v1/leads/imports/{import_id}/problems")
+    async def lead_import_problems(
+        import_id: ImportId, request: Request,
+        after: Annotated[int, Query(ge=0, le=2**31 - 1, description="next_after of the previous page")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> ProblemsPage:
+        """Every rejected row of an import, in file order, a page at a time."""
+        if await request.app.state.lead_imports.get(import_id) is None:
+            raise NotFound(f"no import {import_id} (imports are kept 30 days)", field="import_id")
+        rows = await request.app.state.lead_imports.problems(import_id, after, limit)
+        return ProblemsPage(problems=[RowProblemView(line=r["line"], field=r["field"], reason=r["reason"]) for r in rows],
+                            next_after=rows[-1]["n"] if len(rows) == limit else None)
 
     @api.get("/v1/campaigns/{campaign}/stats")
     async def campaign_stats(campaign: Annotated[str, Path(min_length=1, max_length=100)],

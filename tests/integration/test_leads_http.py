@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -125,3 +126,66 @@ async def test_cli_import_with_progress_then_stats(stack, uid, tmp_path):
     assert stats.returncode == 0 and "leads started" in stats.stdout and "30" in stats.stdout
     missing = await asyncio.to_thread(run, "leads", "stats", f"none-{uid}")
     assert missing.returncode == 1 and "404" in missing.stdout
+
+
+async def test_many_bad_rows_answer_with_counts_and_the_first_ones_and_the_rest_page(stack, uid, tmp_path):
+    """The answer stays small however many rows are bad; every one of them can still be read."""
+    bad_rows = 5_000
+    text = "lead_id,email,name\n" + "".join(f"{uid}-{i},bad-{i},Bad {i}\n" for i in range(bad_rows))
+    text += f"{uid}-ok,ok-{uid}@example.com,Good\n"
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=120) as http:
+        resp = await _import(http, text, campaign=f"many-{uid}")
+        assert resp.status_code == 200, resp.text[:500]
+        report = resp.json()
+        assert (report["rows"], report["started"], report["rejected_count"]) == (bad_rows + 1, 1, bad_rows)
+        assert [p["line"] for p in report["rejected"]] == list(range(2, 102))  # the first 100
+        assert len(resp.content) < 30_000
+
+        lines, after, pages = [], 0, 0
+        while after is not None:
+            page = (await http.get(f"/v1/leads/imports/{report['import_id']}/problems",
+                                   params={"after": after, "limit": 1200})).json()
+            lines += [p["line"] for p in page["problems"]]
+            assert all(p["field"] == "email" for p in page["problems"])
+            after, pages = page["next_after"], pages + 1
+        assert lines == list(range(2, bad_rows + 2)) and pages == 5
+
+        record = (await http.get(f"/v1/leads/imports/{report['import_id']}")).json()
+        assert (record["rows"], record["started"], record["rejected_count"]) == (bad_rows + 1, 1, bad_rows)
+        unknown = await http.get(f"/v1/leads/imports/{'0' * 32}/problems")
+        assert unknown.status_code == 404 and unknown.json()["field"] == "import_id"
+        assert (await http.get("/v1/leads/imports/not-an-id")).status_code == 422
+
+    path = tmp_path / "bad.csv"
+    path.write_text(text.replace(f"{uid}-", f"{uid}c-"))
+    env = {**os.environ, "FOLLOWUPS_API_URL": stack.base_url, "FOLLOWUPS_API_KEY": stack.settings.api_keys[0],
+           "COLUMNS": "120"}
+    cli = [sys.executable, "-m", "starter.cli"]
+    done = await asyncio.to_thread(subprocess.run, [*cli, "leads", "import", str(path), "--campaign", f"c-{uid}"],
+                                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{bad_rows} rejected" in done.stdout and f"and {bad_rows - 200} more" in done.stdout
+    import_id = done.stdout.split("followups leads problems ")[1].split()[0].strip(";")
+    listed = await asyncio.to_thread(subprocess.run, [*cli, "leads", "problems", import_id], cwd=ROOT, env=env,
+                                     capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0].startswith("2\temail\t")
+    assert len(listed.stdout.splitlines()) == 2000  # the first chunk of the CLI's upload
+
+
+async def test_the_api_answers_while_a_large_import_is_validated(stack, uid):
+    """The CSV is validated off the event loop, so health checks keep answering while it runs. The
+    measure is relative, not a time: with validation on the loop, one health check waits for all of
+    it, most of the import's duration; off the loop, the slowest is a small part of it."""
+    text = "lead_id,email,name\n" + "".join(f"{i},bad,B\n" for i in range(100_000))  # ≈ 1.3 MB
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=120) as http:
+        began = time.perf_counter()
+        importing = asyncio.create_task(_import(http, text, campaign=f"busy-{uid}"))
+        slowest, answered = 0.0, 0
+        while not importing.done():
+            sent = time.perf_counter()
+            assert (await http.get("/healthz")).status_code == 200
+            slowest, answered = max(slowest, time.perf_counter() - sent), answered + 1
+        assert (await importing).json()["rejected_count"] == 100_000
+        took = time.perf_counter() - began
+    print(f"import {took:.2f} s; {answered} health checks meanwhile, the slowest {slowest * 1000:.0f} ms")
+    assert slowest < took / 3, (slowest, took)
