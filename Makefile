@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: dev test install bench bench-quick clean
+.PHONY: dev test install bench bench-quick fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Schemathesis from our own OpenAPI document against the real stack, far longer than the bounded
+# pass inside `make test` (same seed, same checks: schemathesis.toml). FUZZ_EXAMPLES cases per operation.
+FUZZ_EXAMPLES ?= 200
+fuzz: $(STAMP)
+	FOLLOWUPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FOLLOWUPS_FUZZ_TIMEOUT=5400 $(BIN)/pytest -q -s tests/integration/test_fuzz.py
 
 # The peers (Celery + Redis, APScheduler + SQLAlchemy, psutil) are installed only for the benchmarks.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt

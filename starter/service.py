@@ -152,6 +152,9 @@ class Journeys:
         answered within `reply_wait`."""
         operation = WithStartWorkflowOperation(self.kind.workflow.run, self._empty_input(entity_id),
                                                **self._start_options(entity_id, summary))
+        # The SDK settles the operation's handle with the start's failure (the journey had ended)
+        # and nobody else reads it: read it here, or asyncio logs "exception was never retrieved".
+        operation._workflow_handle.add_done_callback(lambda done: done.cancelled() or done.exception())
         return await self._update(entity_id, lambda: self.client.execute_update_with_start_workflow(
             update, arg, start_workflow_operation=operation))
 

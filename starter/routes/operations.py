@@ -16,7 +16,7 @@ from activities.store import Outbox
 from settings import Settings
 from starter import bulk
 from starter.service import NotFound, Rejected
-from starter.views import MessageView
+from starter.views import ErrorBody, MessageView
 from workflows.core.fields import ShortText
 from workflows.registry import KINDS
 from workflows.resend import ResendMessage
@@ -139,8 +139,11 @@ def router(authed: list, settings: Settings) -> APIRouter:
             return HTMLResponse(_page("Link not valid", f"<p>This unsubscribe link is not valid ({escape(str(err))}). "
                                       "Use the link in the latest email you received.</p>"), status_code=404)
 
+    # A person's browser gets pages; what only a program could send (a control character in the
+    # URL, a body over the limit) gets the API's JSON error, as everywhere else.
     bad_link = {404: {"description": "A link this service did not sign: an HTML page saying so",
-                      "content": {"text/html": {"schema": {"type": "string"}}}}}
+                      "content": {"text/html": {"schema": {"type": "string"}}}},
+                **{code: {"model": ErrorBody, "content": {"application/json": {}}} for code in (400, 413, 422, 503)}}
 
     @api.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"], responses=bad_link)
     async def unsubscribe_page(token: str) -> HTMLResponse:

@@ -312,3 +312,13 @@ async def test_an_early_event_says_it_created_the_journey(http, uid):
     assert (await http.post("/v1/interviews", json=invitation(f"{uid}-b"))).status_code == 201
     plain = await http.post(f"/v1/interviews/{uid}-b/cancel", json={})
     assert plain.status_code == 200 and plain.json()["created_by_event"] is None
+
+
+@pytest.mark.parametrize(("path", "allowed"), [
+    ("/v1/leads/import", "OPTIONS, POST"),  # its own path, not GET /v1/leads/{lead_id} for a lead "import"
+    ("/v1/interviews/x/confirm", "OPTIONS, POST"),
+    ("/v1/interviews/x", "GET, OPTIONS"),
+])
+async def test_options_lists_the_methods_the_api_document_gives_the_path(http, path, allowed):
+    resp = await http.options(path)
+    assert resp.status_code == 204 and resp.headers["allow"] == allowed
