@@ -142,14 +142,15 @@ def table(title: str, columns: list[str], rows: list[list[Any]], caption: str | 
 class Proc:
     """A process of the stack in its own process group, output to a log file; dies with the bench."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None, log: Path) -> None:
-        self.name, self.argv, self.log = name, argv, log
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None, log: Path,
+                 root: Path = ROOT) -> None:
+        self.name, self.argv, self.log, self.root = name, argv, log, root
+        self.env = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
         self.popen: subprocess.Popen | None = None
 
     def start(self, stdin=subprocess.DEVNULL, stdout=None) -> Proc:
         log = open(self.log, "ab")
-        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdin=stdin, stdout=stdout or log,
+        self.popen = subprocess.Popen(self.argv, cwd=self.root, env=self.env, stdin=stdin, stdout=stdout or log,
                                       stderr=log, preexec_fn=_child_setup)
         log.close()
         return self
@@ -370,10 +371,13 @@ async def wait_worker_polling(temporal: Temporal, task_queue: str, proc: Proc, t
     raise SystemExit(f"{proc.name} did not poll {task_queue} within {timeout} s:\n{proc.tail()}")
 
 
-async def start_api(work: Path, env: dict[str, str], name: str = "api") -> tuple[Proc, str]:
+async def start_api(work: Path, env: dict[str, str], name: str = "api", root: Path = ROOT) -> tuple[Proc, str]:
+    """`followups api` on a free port; `root`: the API of another checkout of this repository (an
+    older commit in a `git worktree`, say), with this virtualenv, to measure before against after."""
     port = free_port()
-    proc = Proc(name, [FOLLOWUPS, "api"], {**env, "FOLLOWUPS_API_HOST": "127.0.0.1",
-                                            "FOLLOWUPS_API_PORT": str(port)}, work / f"{name}.log").start()
+    proc = Proc(name, [sys.executable, "-m", "starter.cli", "api"],
+                {**env, "FOLLOWUPS_API_HOST": "127.0.0.1", "FOLLOWUPS_API_PORT": str(port)},
+                work / f"{name}.log", root=root).start()
     await wait_port(port, "the API", proc)
     return proc, f"http://127.0.0.1:{port}"
 

@@ -189,3 +189,14 @@ async def test_the_api_answers_while_a_large_import_is_validated(stack, uid):
         took = time.perf_counter() - began
     print(f"import {took:.2f} s; {answered} health checks meanwhile, the slowest {slowest * 1000:.0f} ms")
     assert slowest < took / 3, (slowest, took)
+
+
+async def test_a_nul_byte_in_a_csv_field_rejects_that_row_by_name_and_keeps_the_others(stack, uid):
+    """It used to be cut off at the NUL and the rest of the value lost without a word."""
+    text = f"lead_id,email,name,company\n{uid}-a,a-{uid}@example.com,Ann,Ac\x00me\n{uid}-b,b-{uid}@example.com,Bob,Acme\n"
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=60) as http:
+        report = (await _import(http, text, campaign=f"nul-{uid}")).json()
+        assert (report["rows"], report["started"], report["rejected_count"]) == (2, 1, 1)
+        [problem] = report["rejected"]
+        assert (problem["line"], problem["field"]) == (2, "company") and "U+0000" in problem["reason"]
+        assert (await http.get(f"/v1/leads/{uid}-a")).status_code == 404
