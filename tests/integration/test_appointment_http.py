@@ -81,7 +81,8 @@ async def test_reschedule_replans_and_cancel_sends_one_notice(stack, uid):
         await asyncio.sleep(0.5)
         again = await http.post(f"/v1/appointments/{uid}/reschedule",
                                 json={"scheduled_at": (new_at + timedelta(hours=1)).isoformat()})
-        assert again.status_code in (409, 422), again.text
+        assert again.status_code == 409, again.text  # the README's promise: an event on an ended journey
+        assert again.json()["field"] == "appointment_id" and "ended" in again.json()["detail"]
         assert stack.smtp.sink.keys()[f"appointment-{uid}/cancellation"] == 1
 
 

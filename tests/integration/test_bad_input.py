@@ -268,7 +268,7 @@ async def test_an_event_before_the_start_is_held_not_refused(http, uid, kind):
     assert held.json()["event"]["applied"] is True
     assert held.json()["messages"] == []
     started = await http.post("/v1/interviews", json=invitation(uid))
-    assert started.status_code in (200, 201), started.text
+    assert started.status_code == 201 and started.json()["created"] is True, started.text  # the start is what begins it
     state = (await shown(http, uid))["state"]
     assert state["status"] == "scheduled"
     assert datetime.fromisoformat(state["scheduled_at"]) == datetime.fromisoformat(at)
