@@ -28,9 +28,12 @@ COPY migrations/ migrations/
 # where they are, and not from a copy in site-packages, where they are not.
 RUN pip install --no-deps -e . \
     && python -m compileall -q workflows activities starter worker.py settings.py \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin followups
+    && groupadd --system --gid 10001 followups \
+    && useradd --system --uid 10001 --gid followups --home-dir /app --shell /usr/sbin/nologin followups
 
-USER followups
+# Numeric, so that a runtime that checks for a non-root user without reading the image's
+# /etc/passwd (Kubernetes' runAsNonRoot) can tell that it is not root.
+USER 10001:10001
 
 EXPOSE 8000
 ENTRYPOINT ["followups"]

@@ -1,7 +1,8 @@
 """docker-compose.yml and the Dockerfile stay in step with the code they run: the settings the
 worker and the API read, the CLI commands the image starts, the search attributes the workflows
-upsert, the files the image needs. No Docker engine needed; `docker compose config` runs too
-where the CLI is installed."""
+upsert, the files the image needs. No Docker engine needed: the compose file is validated against
+the Compose specification's schema (check-jsonschema) and the Dockerfile is linted (hadolint), both
+from the `test` extra; `docker compose config` runs too where the CLI is installed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sysconfig
 import tomllib
 import uuid
 from fnmatch import fnmatch
@@ -47,6 +49,13 @@ NEEDS_SECRET = {"worker": {"FOLLOWUPS_SIGNING_SECRET"}, "api": {"FOLLOWUPS_SIGNI
 @functools.cache
 def compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def tool(name: str) -> Path:
+    """A command-line tool the `test` extra installs beside this interpreter (not whatever is on PATH)."""
+    path = Path(sysconfig.get_path("scripts")) / name
+    assert path.is_file(), f"{name} is not installed: pip install -e '.[test]'"
+    return path
 
 
 def services() -> dict:
@@ -357,6 +366,44 @@ def test_docker_compose_accepts_the_file():
     assert done.returncode != 0 and "FOLLOWUPS_" in done.stderr, "compose must refuse to start without the secrets"
 
 
+def compose_schema_check(path: Path) -> subprocess.CompletedProcess:
+    # The schema ships inside check-jsonschema: nothing is downloaded, no engine is needed.
+    return subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_compose_file_follows_the_compose_specification():
+    done = compose_schema_check(COMPOSE_FILE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _unknown_top_level_key(data: dict) -> None:
+    data["servces"] = {}
+
+
+def _ports_not_a_list(data: dict) -> None:
+    data["services"]["api"]["ports"] = "not-a-list"
+
+
+def _misspelled_service_key(data: dict) -> None:
+    data["services"]["worker"]["restrat"] = data["services"]["worker"].pop("restart")
+
+
+@pytest.mark.parametrize("break_it, complaint", [
+    pytest.param(_unknown_top_level_key, "'servces' does not match any of the regexes", id="unknown-top-level-key"),
+    pytest.param(_ports_not_a_list, "'not-a-list' is not of type 'array'", id="ports-not-a-list"),
+    pytest.param(_misspelled_service_key, "'restrat' was unexpected", id="misspelled-service-key"),
+])
+def test_the_compose_schema_check_refuses_a_broken_copy(tmp_path, break_it, complaint):
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    break_it(data)
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = compose_schema_check(broken)
+    # The complaint, not only the exit status: a copy the tool cannot even read would fail too.
+    assert done.returncode != 0 and complaint in done.stdout + done.stderr, done.stdout + done.stderr
+
+
 # --- the Dockerfile -------------------------------------------------------------------------
 
 
@@ -445,6 +492,31 @@ def test_the_image_installs_the_project_editable_without_the_embedded_extra():
     assert repository == "python" and tag and tag != "latest"
     assert re.match(r"3\.(\d+)", tag) and int(re.match(r"3\.(\d+)", tag)[1]) >= int(
         re.search(r">=\s*3\.(\d+)", PYPROJECT["project"]["requires-python"])[1])
+
+
+def hadolint(path: Path, home: Path) -> tuple[int, list[dict]]:
+    """hadolint's findings at every level (style included), with the repository's .hadolint.yaml if
+    there is one, and neither a developer's own config nor HADOLINT_* variables, which would change
+    what passes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home))
+    done = subprocess.run([tool("hadolint"), "--format", "json", str(path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path):
+    returncode, findings = hadolint(ROOT / "Dockerfile", tmp_path)
+    assert findings == [] and returncode == 0, "\n".join(
+        f"Dockerfile:{f['line']} {f['code']} {f['level']}: {f['message']}" for f in findings)
+
+
+def test_hadolint_reports_a_floating_base_image_and_recommended_packages(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
+    returncode, findings = hadolint(bad, tmp_path)
+    assert returncode != 0 and {"DL3007", "DL3015"} <= {f["code"] for f in findings}, findings
 
 
 def test_the_image_runs_as_a_user_not_root():
