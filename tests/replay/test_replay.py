@@ -7,6 +7,7 @@ scenario (`FOLLOWUPS_RECORD_HISTORIES=1 pytest tests/workflow`) beside the old o
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,42 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from worker import SANDBOX, WORKFLOWS
+from workflows.registry import KINDS
 
 HISTORIES = sorted((Path(__file__).resolve().parent.parent / "histories").glob("*.json"))
 
 
-def test_there_are_histories_for_every_scenario():
-    assert len(HISTORIES) >= 10
+SCENARIO_FILES = sorted((Path(__file__).resolve().parent.parent / "workflow").glob("test_*_scenarios.py"))
+# Recorded again beside the plain ones after a patched change, from the same scenarios:
+VARIANTS = {"roster-table": "session scenarios with the roster in PostgreSQL"}
+
+
+def scenarios() -> set[str]:
+    """`{kind}-{scenario}` for every test of tests/workflow/test_{kind}_scenarios.py: the names the
+    recording fixture writes."""
+    names = set()
+    for path in SCENARIO_FILES:
+        kind = path.stem.removeprefix("test_").removesuffix("_scenarios")
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
+                names.add(f"{kind}-{node.name.removeprefix('test_')}")
+    return names
+
+
+def test_every_scenario_has_a_recorded_history_and_every_history_a_scenario():
+    expected = scenarios()
+    assert len(SCENARIO_FILES) >= 6 and len(expected) >= 45  # a glob that finds nothing must fail
+    plain = {path.stem for path in HISTORIES if "@" not in path.stem}
+    assert plain == expected, (f"scenarios without a history (FOLLOWUPS_RECORD_HISTORIES=1 pytest tests/workflow): "
+                               f"{sorted(expected - plain)}; histories without a scenario: {sorted(plain - expected)}")
+    for path in HISTORIES:
+        base, _, variant = path.stem.partition("@")
+        if variant == "updates":  # tests/integration/test_updates_http.py: one per kind, through the API
+            assert base == f"{base.split('-')[0]}-started_and_steered_through_the_api", path.name
+            assert base.split("-")[0] in KINDS, path.name
+        elif variant:
+            assert variant in VARIANTS and base in expected, path.name
+    assert {path.stem.split("-")[0] for path in HISTORIES if path.stem.endswith("@updates")} == set(KINDS)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -21,6 +21,7 @@ class Driver:
     journey: type  # the workflow class
     closed: frozenset
     prefix: str  # workflow id = f"{prefix}-{entity_id}"
+    records_history = True  # False: a driver that only sets the scene (its journey is not the scenario)
 
     def __init__(self, env, settings, entity_id: str, database_url: str) -> None:
         self.env, self.settings, self.entity_id, self.database_url = env, settings, entity_id, database_url
@@ -91,7 +92,7 @@ def driver_fixture(driver_class: type[Driver], settings_from=None):
         async with worker.running_worker(settings, ts_env.client):
             driver = driver_class(ts_env, settings, f"{driver_class.prefix[:2]}-{uid}", database_url)
             yield driver
-            if os.environ.get("FOLLOWUPS_RECORD_HISTORIES"):
+            if os.environ.get("FOLLOWUPS_RECORD_HISTORIES") and driver.records_history:
                 # `FOLLOWUPS_RECORD_HISTORIES=1 pytest tests/workflow` refreshes tests/histories/ for the
                 # replay test; only new files are written: old ones are the histories sleeping journeys have.
                 # FOLLOWUPS_RECORD_SUFFIX=@name records every scenario again beside them, after a

@@ -178,7 +178,7 @@ async def test_event_before_the_start_is_held_and_applied(scenario):
     assert [key.split("-")[0] for key, _ in await scenario.sent()] == ["reminder"]
 
 
-async def test_start_with_a_confirmed_time(scenario):
+async def test_start_unconfirmed_then_a_confirm_reminds_once(scenario):
     await scenario.start(scheduled_at=None)
     state = await scenario.state()
     assert state.status == InterviewStatus.PENDING
@@ -186,3 +186,17 @@ async def test_start_with_a_confirmed_time(scenario):
     final = await scenario.result()
     assert [offset for _, offset in await scenario.sent()] == [6 * H]
     assert final.status == InterviewStatus.COMPLETED
+
+
+async def test_start_with_a_confirmed_time(scenario):
+    """The invitation already carries the time (the candidate picked it on the spot): no follow-up,
+    straight to the reminder a day before."""
+    interview_at = await scenario.now() + 30 * H
+    await scenario.start(scheduled_at=interview_at)
+    state = await scenario.state()
+    assert state.status == InterviewStatus.SCHEDULED and state.followups_sent == 0
+    assert state.next_step.kind == "reminder" and state.next_step.at == interview_at - 24 * H
+    final = await scenario.result()
+    assert final.status == InterviewStatus.COMPLETED and final.followups_sent == 0
+    sent = await scenario.sent()
+    assert [key.split("-")[0] for key, _ in sent] == ["reminder"] and sent[0][1] == 6 * H
