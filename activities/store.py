@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -236,20 +237,24 @@ class LeadImports:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
+    BATCH = 2_000  # problems per COPY: the Python work between two awaits stays a few ms
+
     async def record(self, import_id: str, campaign: str | None, rows: int, started: int, already_imported: int,
-                     problems: list[tuple[int, str, str]]) -> None:
-        """Store one upload: (line, field, reason) per rejected row, in file order, by COPY."""
+                     problems: Sequence[tuple[int, str, str]]) -> None:
+        """Store one upload: its counts, and each rejected row (line, field, reason) in file order,
+        by COPY in batches."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM lead_imports WHERE created_at < now() - $1::interval", self.KEEP)
             await conn.execute(
                 "INSERT INTO lead_imports (import_id, campaign, rows, started, already_imported, rejected) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",
                 import_id, storable(campaign), rows, started, already_imported, len(problems))
-            if problems:
+            for first in range(0, len(problems), self.BATCH):
                 await conn.copy_records_to_table(
                     "lead_import_problems", columns=("import_id", "n", "line", "field", "reason"),
-                    records=((import_id, n, line, storable(field), storable(reason))
-                             for n, (line, field, reason) in enumerate(problems, start=1)))
+                    records=[(import_id, n, line, storable(field), storable(reason))
+                             for n, (line, field, reason) in enumerate(problems[first:first + self.BATCH],
+                                                                       start=first + 1)])
 
     async def get(self, import_id: str) -> ImportRecord | None:
         row = await self.pool.fetchrow(

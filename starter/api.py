@@ -7,6 +7,7 @@ each field with its reason. Journeys' routes come from the registry (`starter.ro
 from __future__ import annotations
 
 import contextlib
+import gc
 import hmac
 import json
 import re
@@ -168,6 +169,11 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         app.state.lead_imports = LeadImports(app.state.pool)
         app.state.outbox = Outbox(app.state.pool)
         app.state.suppressions = Suppressions(app.state.pool)
+        app.openapi()  # built once now, not by the first request that needs it
+        # Everything loaded so far lives as long as the process: out of the collector's sight, a full
+        # collection (triggered by a large import's churn) scans what requests create, not the app.
+        gc.collect()
+        gc.freeze()
         yield
         if own_pool:
             await app.state.pool.close()

@@ -3,7 +3,6 @@ lead gets in the `leads` table."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -85,19 +84,19 @@ def router(authed: list) -> APIRouter:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as err:
             raise Rejected(f"the file is not UTF-8 (byte {err.start})", field="file") from err
-        try:  # in a thread: a large file takes seconds to validate, and the API answers meanwhile
-            parsed, report = await asyncio.to_thread(lead_import.parse, text, campaign, first_line)
+        try:  # a large file takes seconds to validate: the API answers other requests meanwhile
+            parsed, report = await lead_import.parse_cooperatively(text, campaign, first_line)
         except lead_import.BadFile as err:
             raise Rejected(str(err), field=err.field) from err
         del raw, text
         await lead_import.start_all(request.app.state.journeys["lead"], request.app.state.lead_store, parsed, report)
         import_id = uuid.uuid4().hex
         await request.app.state.lead_imports.record(
-            import_id, campaign, report.rows, report.started, report.already_imported,
-            [(problem.line, problem.field, problem.reason) for problem in report.rejected])
+            import_id, campaign, report.rows, report.started, report.already_imported, report.rejected)
         return ImportView(import_id=import_id, campaign=campaign, rows=report.rows, started=report.started,
                           already_imported=report.already_imported, rejected_count=len(report.rejected),
-                          rejected=[RowProblemView(**vars(problem)) for problem in report.rejected[:FIRST_PROBLEMS]],
+                          rejected=[RowProblemView(line=line, field=field, reason=reason)
+                                    for line, field, reason in report.rejected[:FIRST_PROBLEMS]],
                           ignored_columns=report.ignored_columns)
 
     @api.get("/v1/leads/imports/{import_id}")
