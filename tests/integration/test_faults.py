@@ -13,6 +13,9 @@ duration: every wait polls with a bounded deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 import worker
 from settings import Settings
@@ -84,7 +88,34 @@ def delivery_figures(counts: Counter[str], expected: set[str]) -> tuple[set[str]
 # --- 1. the Temporal server goes away while journeys sleep ------------------------------------
 
 
-async def test_temporal_restart_on_the_same_file_while_journeys_sleep(database_url, tmp_path: Path):
+def server_pids(database_file: Path) -> list[int]:
+    """The Temporal dev server process(es) running on this SQLite file (its command line names it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(database_file).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+async def stop_temporal(env, database_file: Path, how: str) -> None:
+    if how == "shutdown":
+        await env.shutdown()  # the server process exits cleanly
+        return
+    [pid] = server_pids(database_file)
+    os.kill(pid, signal.SIGKILL)  # no chance to flush or close anything: as a crashed host would
+    for _ in range(100):
+        if not server_pids(database_file):
+            break
+        await asyncio.sleep(0.05)
+    assert not server_pids(database_file), "the dev server survived SIGKILL"
+    with contextlib.suppress(Exception):  # the SDK's handle on a process that is already gone
+        await env.shutdown()
+
+
+@pytest.mark.parametrize("how", ["shutdown", "sigkill"])
+async def test_temporal_restart_on_the_same_file_while_journeys_sleep(database_url, tmp_path: Path, how: str):
     journeys, followups = 20, 2
     run = uuid.uuid4().hex[:8]
     ids = [f"trestart-{run}-{n}" for n in range(journeys)]
@@ -105,7 +136,7 @@ async def test_temporal_restart_on_the_same_file_while_journeys_sleep(database_u
                 assert all(answer.created for answer in started)
             delivered_before_stop = sum(sink.keys().values())
             stopped, env = env, None
-            await stopped.shutdown()  # the server process goes away; the sleeping timers live in the file
+            await stop_temporal(stopped, database_file, how)  # the sleeping timers live in the file
             await asyncio.sleep(2)
             env = await embedded.start_temporal(database_file, port=port, ui=False)
             client = await connect_temporal(settings)  # a fresh client and worker, as after a redeploy
@@ -123,10 +154,13 @@ async def test_temporal_restart_on_the_same_file_while_journeys_sleep(database_u
     lost, duplicated = delivery_figures(counts, expected)
     rows = await rows_for(database_url, expected)
     attempts = Counter(row["attempts"] for row in rows.values())
-    print(f"\n[temporal restart] {journeys} journeys, {len(expected)} follow-ups; delivered before the stop "
+    print(f"\n[temporal {how} and restart] {journeys} journeys, {len(expected)} follow-ups; delivered before the stop "
           f"{delivered_before_stop}; journeys still pending after the restart {pending}/{journeys}; "
           f"delivered {sum(counts[k] for k in expected)}, lost {len(lost)}, duplicated {len(duplicated)}; "
           f"outbox attempts {dict(attempts)}")
+    # the server went away while every journey slept, before any follow-up was due, and came back
+    # with all of them still waiting: what follows was done by timers read back from the file
+    assert delivered_before_stop == 0 and pending == journeys, (delivered_before_stop, pending)
     assert not lost, f"lost: {sorted(lost)[:5]}"
     assert not duplicated, f"delivered more than once: {duplicated}"
     assert len(rows) == len(expected) and all(row["status"] == "sent" for row in rows.values())
@@ -154,11 +188,21 @@ async def test_smtp_outage_is_retried_with_backoff_and_a_5xx_is_recorded_once(lo
     async with worker.running_worker(settings, client):
         await asyncio.gather(*(interviews.start(invitation(i, f"{i}@example.com", policy)) for i in ids))
 
-        async def every_key_tried_twice() -> bool:
-            rows = await rows_for(database_url, expected)
-            return len(rows) == journeys and all(r["attempts"] >= 2 and r["status"] == "queued" for r in rows.values())
+        # The pause before each retry, as the server scheduled it, read off every journey's pending send
+        # while it waits: SEND_RETRY doubles from 5 s, so after attempt n it is 5 s × 2^(n-1).
+        pauses: dict[int, set[float]] = {}
 
-        await wait_for(every_key_tried_twice, 45, "every send to fail twice while SMTP is down", every=0.2)
+        async def pauses_after_two_failures_seen() -> bool:
+            for interview_id in ids:
+                description = await client.get_workflow_handle(workflow_id(interview_id)).describe()
+                for pending in description.raw_description.pending_activities:
+                    if pending.HasField("next_attempt_schedule_time") and pending.HasField("last_attempt_complete_time"):
+                        pause = (pending.next_attempt_schedule_time.ToDatetime()
+                                 - pending.last_attempt_complete_time.ToDatetime()).total_seconds()
+                        pauses.setdefault(pending.attempt - 1, set()).add(round(pause, 1))
+            return {1, 2} <= set(pauses)
+
+        await wait_for(pauses_after_two_failures_seen, 60, "a pause after a first and a second failure", every=0.2)
         during = await rows_for(database_url, expected)
         assert not sink.keys()
         with SinkServer(sink, host=host, port=port):  # back on the same port
@@ -188,6 +232,8 @@ async def test_smtp_outage_is_retried_with_backoff_and_a_5xx_is_recorded_once(lo
           f"reason {refused['reason']!r}; activity attempts in the history {send_attempts}; "
           f"deliveries at the sink {counts.get(refused_key, 0)}")
     assert all(r["attempts"] >= 2 for r in after.values()), "the outage was not retried"
+    print(f"[smtp outage] pauses after each failed attempt, in seconds: {dict(sorted(pauses.items()))}")
+    assert all(abs(pause - 5 * 2 ** (n - 1)) < 0.5 for n, seen in pauses.items() for pause in seen), pauses
     assert not lost, f"lost: {sorted(lost)}"
     assert not duplicated, f"delivered more than once: {duplicated}"
     assert all(r["status"] == "sent" for r in after.values())
@@ -244,6 +290,8 @@ async def test_postgres_restart_mid_burst_loses_and_duplicates_nothing(local_env
           f"{delivered_at_restart - delivered_at_stop} more accepted by SMTP while it was down; lost {len(lost)}, duplicated {len(duplicated)} "
           f"{sorted(duplicated)}; outbox attempts {dict(sorted(attempts.items()))}; "
           f"recorded as sent again after an interrupted attempt {len(resent)}")
+    # PostgreSQL went away mid-burst: some deliveries before, some still to come
+    assert 0.3 * journeys <= delivered_at_stop < journeys, delivered_at_stop
     assert not lost, f"lost: {sorted(lost)[:5]}"
     assert len(rows) == len(expected) and all(row["status"] == "sent" for row in rows.values())
     assert not duplicated, f"delivered more than once across a PostgreSQL restart: {duplicated}"
