@@ -293,8 +293,9 @@ async def test_followup_arrives_multipart_with_slot_link_one_click_unsubscribe_a
 
 
 async def test_one_click_unsubscribe_stops_the_next_followup_and_a_get_changes_nothing(stack, backend, uid):
-    # Follow-up 2 comes 4 s after follow-up 1: the unsubscribe (or the GET) lands in between.
-    policy = fast(max_followups=2, followup_interval=4)
+    # Follow-up 2 comes 12 s after follow-up 1: the unsubscribe (or the GET) lands in between, with
+    # room for a loaded machine (a few hundred ms is what it takes when idle).
+    policy = fast(max_followups=2, followup_interval=12)
     leaving, staying = f"leaving-{uid}", f"staying-{uid}"
     leaving_email, staying_email = f"leave-{uid}@example.com", f"stay-{uid}@example.com"
     await backend.start(leaving, leaving_email, policy)
@@ -388,10 +389,11 @@ async def test_confirm_then_reschedule_returns_the_new_plan_and_reminds_only_for
 ):
     email = f"moved-{uid}@example.com"
     before = timedelta(seconds=3)
-    # No follow-up in the way; reminders 3 s before the interview.
+    # No follow-up in the way; reminders 3 s before the interview. The first time's reminder would
+    # be due 13 s from now: the confirm and the reschedule have that long to land, not 5 s.
     await backend.start(uid, email, fast(followup_after=3600, reminder_before=3))
     now = utc_now().replace(microsecond=0)
-    first_time, final_time = now + timedelta(seconds=8), now + timedelta(seconds=12)
+    first_time, final_time = now + timedelta(seconds=16), now + timedelta(seconds=20)
 
     confirmed = await backend.http.post(f"/v1/interviews/{uid}/confirm", json={"scheduled_at": first_time.isoformat()})
     assert confirmed.status_code == 200, confirmed.text
@@ -444,7 +446,7 @@ async def test_confirm_then_reschedule_returns_the_new_plan_and_reminds_only_for
 
 async def test_cancel_while_pending_sends_nothing_more_and_a_later_event_is_refused(stack, backend, uid):
     email = f"cancelled-{uid}@example.com"
-    await backend.start(uid, email, fast(max_followups=3, followup_interval=3))
+    await backend.start(uid, email, fast(max_followups=3, followup_interval=8))  # 8 s for the cancel to land
     first = f"interview-{uid}/followup-1"
     await arrival(stack, first)
     await backend.message_when(uid, first, "sent")

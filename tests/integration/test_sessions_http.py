@@ -101,9 +101,10 @@ async def _until(check, timeout: float = 30.0):
 
 async def test_reminders_by_email_and_webhook_with_a_retried_429(hooked, receiver, smtp, uid):
     receiver.answers[:] = [429]  # the provider bridge is busy once: retried, then delivered once
-    # due 2 s from now; the retry comes 5 s later, still before the class (the reminder's last moment)
-    body = _session(uid, 12, [_attendee(uid, "ann", channels=["email", "webhook"], phone="+4915112345678"),
-                              _attendee(uid, "bob")], policy={"reminder_offsets": [10]})
+    # due 12 s from now (the roster change below has that long to land); the retry comes 5 s later,
+    # still before the class (the reminder's last moment)
+    body = _session(uid, 25, [_attendee(uid, "ann", channels=["email", "webhook"], phone="+4915112345678"),
+                              _attendee(uid, "bob")], policy={"reminder_offsets": [13]})
     created = await hooked.post("/v1/sessions", json=body)
     assert created.status_code == 201, created.text
     assert (await hooked.post(f"/v1/sessions/{uid}/attendees",
