@@ -1,20 +1,20 @@
 """Seed 000's rules without Temporal: example tests for the defaults, and property tests over random
-timelines driven by a small pure simulator that plays the part of `InterviewJourney.run/_take`.
+timelines run through the workflow's own code: `workflows.core.loop.run_plan` and
+`workflows.interview.workflow.take`, on the fake clock of `journey_clock.py`.
 
-The simulator does what the workflow does, step by step:
+What the test provides is what the workflow gets from Temporal and the send activity:
 
-* plan with `interview_rules.next_step(state, policy, awaiting_since)`; stop when it returns None;
-* wake at max(step.at, now), unless an event (or the late invitation) arrives first (a tie goes to
-  the event): then deliver it with `apply_event` (or `start`) and plan again;
-* take the step: complete / expire / abandon end the journey; a follow-up past its `not_after` is
-  recorded as a skip and expires the journey, otherwise it goes to the send step and counts as sent
-  with `last_sent_at` = the moment it was taken; a reminder past its `not_after` is recorded as a
-  skip, otherwise it goes to the send step and is kept in `reminders_sent` when SENT / DRY_RUN;
-* the send step (`blocks.send`) is modelled by an outcome: a returned SKIPPED and a raised permanent
+* the invitation in the start input, or later as the `invite` signal (only the first one counts),
+  and every event at its moment, with `apply_event`; an applied event (or the first invitation)
+  moves the revision, so a sleeping wait wakes and plans again, as `JourneyCore` does;
+* the send step (`core.send.send`) is modelled by an outcome and takes `seconds_per_send` on the
+  workflow clock, so events arrive while it is in flight: a returned SKIPPED and a raised permanent
   refusal call `on_skip(key, reason)`, which records a skip under the message key.
 
 Every send step the journey asks for is recorded in the trace (whatever the outcome), with a global
 sequence number so "after" means "later in the journey's own order", not just "at a later time".
+Each example is labelled (`hypothesis.event`: a cancel during a send, a reminder sent, …) and
+`test_journeys_drawn_exercise_what_the_properties_are_about` requires that they really occur.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.journey_clock import FakeTemporal, shortfall, tell
 from workflows.interview import rules
-from workflows.contracts import Recipient
-from workflows.core.steps import EventOutcome, PlannedStep, StepKind, too_late
+from workflows.interview.workflow import take
+from workflows.contracts import Recipient, SendStatus
+from workflows.core.steps import EventOutcome, PlannedStep, StepKind
 from workflows.interview.models import CLOSED_STATUSES, InterviewEvent, InterviewPolicy, InterviewState, InterviewStatus, Invitation, interview_event
 
 UTC = timezone.utc
@@ -49,6 +51,8 @@ SENT, DRY_RUN, SKIPPED, REFUSED, FAILED_REPLAY = "sent", "dry_run", "skipped", "
 """Send-step outcomes. SKIPPED: the activity returned SKIPPED (suppressed, too late): on_skip.
 REFUSED: a permanent refusal raised to the workflow: on_skip, FAILED. FAILED_REPLAY: the activity
 found its key already finished as `failed` and returned SendResult(status=FAILED): on_skip."""
+STATUS = {SENT: SendStatus.SENT, DRY_RUN: SendStatus.DRY_RUN, SKIPPED: SendStatus.SKIPPED,
+          REFUSED: SendStatus.FAILED, FAILED_REPLAY: SendStatus.FAILED}
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class Journey:
 @dataclass(frozen=True)
 class Send:
     seq: int
-    at: datetime
+    at: datetime  # when the send step began (the step was taken)
     kind: StepKind
     key: str
     number: int
@@ -80,6 +84,7 @@ class Send:
     scheduled_at: datetime | None
     status_before: InterviewStatus
     outcome: str
+    done_at: datetime  # when the workflow saw its result
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Delivery:
     event: InterviewEvent | None  # None: the invitation
     outcome: EventOutcome | None
     status_after: InterviewStatus
+    during_send: bool = False  # handled while a send step was in flight
 
 
 @dataclass(frozen=True)
@@ -129,95 +135,88 @@ def simulate(journey: Journey, check_duplicates: bool = False) -> Trace:
     trace = Trace(journey=journey, state=state)
     seq = itertools.count()
     outcomes = itertools.cycle(journey.outcomes)
-    now = journey.started_at
-    awaiting_since = journey.started_at
+    send_time = timedelta(seconds=journey.seconds_per_send)
 
-    pending: list[tuple[datetime, int, InterviewEvent | None]] = [
+    arrivals: list[tuple[datetime, int, InterviewEvent | None]] = [
         (timed.at, i, timed.event) for i, timed in enumerate(journey.events)
     ]
-    if journey.invitation is not None and journey.invite_at is not None:
-        if journey.invite_at == journey.started_at:
-            rules.start(state, journey.invitation, now)
-        else:
-            pending.append((journey.invite_at, -1, None))
-    pending.sort(key=lambda item: (item[0], item[1]))
-    invited = journey.invite_at == journey.started_at
+    invited = journey.invitation is not None and journey.invite_at == journey.started_at
+    if invited:
+        rules.start(state, journey.invitation, journey.started_at)
+    elif journey.invitation is not None and journey.invite_at is not None:
+        arrivals.append((journey.invite_at, -1, None))
 
     def note_close(by: str) -> None:
         if trace.closed_seq is None and state.status in CLOSED_STATUSES:
-            trace.closed_seq, trace.closed_at, trace.closed_by = next(seq), now, by
+            trace.closed_seq, trace.closed_at, trace.closed_by = next(seq), clock.now(), by
 
-    def deliver(event: InterviewEvent | None) -> None:
+    def handle(event: InterviewEvent | None) -> bool:  # the `invite` / `event` signal: True if it changed the journey
         nonlocal invited
-        if event is None:  # the `invite` signal: only the first one counts
-            if not invited:
+        now = clock.now()
+        if event is None:  # only the first invitation counts
+            first = not invited
+            if first:
                 invited = True
                 assert journey.invitation is not None
                 rules.start(state, journey.invitation, now)
-            trace.deliveries.append(Delivery(next(seq), now, None, None, state.status))
-            return
+            trace.deliveries.append(Delivery(next(seq), now, None, None, state.status, clock.in_flight))
+            return first
         if check_duplicates:
             once, twice = state.model_copy(deep=True), state.model_copy(deep=True)
-            first = rules.apply_event(once, event, None, now)
-            rules.apply_event(twice, event, None, now)
-            rules.apply_event(twice, event, None, now)
+            first = rules.apply_event(once, event, policy, now)
+            rules.apply_event(twice, event, policy, now)
+            rules.apply_event(twice, event, policy, now)
             trace.duplicate_checks.append(DuplicateCheck(event, first, once.model_dump(), twice.model_dump()))
-        outcome = rules.apply_event(state, event, None, now)
-        trace.deliveries.append(Delivery(next(seq), now, event, outcome, state.status))
+        outcome = rules.apply_event(state, event, policy, now)
+        trace.deliveries.append(Delivery(next(seq), now, event, outcome, state.status, clock.in_flight))
         note_close(f"event:{event.kind}")
+        return outcome.applied
 
-    def send(step: PlannedStep, key: str) -> str:
-        nonlocal now
-        outcome = next(outcomes)
-        trace.sends.append(Send(next(seq), now, step.kind, key, step.number, step.at, step.not_after,
-                                state.scheduled_at, state.status, outcome))
-        now += timedelta(seconds=journey.seconds_per_send)
+    async def send(key: str, template: str, step: PlannedStep) -> SendStatus:  # `_send` → `core.send.send`
+        outcome, began = next(outcomes), clock.now()
+        trace.sends.append(Send(next(seq), began, step.kind, key, step.number, step.at, step.not_after,
+                                state.scheduled_at, state.status, outcome, began + send_time))
+        await clock.activity(send_time)
         if outcome in (SKIPPED, REFUSED, FAILED_REPLAY):
-            rules.record_skip(state, key, f"send step: {outcome}", now)
-        return outcome
+            rules.record_skip(state, key, f"send step: {outcome}", clock.now())
+        return STATUS[outcome]
 
-    def take(step: PlannedStep) -> None:
-        trace.steps.append((next(seq), now, step))
-        if step.kind == StepKind.ABANDON:
-            state.status = InterviewStatus.ABANDONED
-        elif step.kind == StepKind.EXPIRE:
-            state.status = InterviewStatus.EXPIRED
-        elif step.kind == StepKind.COMPLETE:
-            state.status = InterviewStatus.COMPLETED
-        elif step.kind == StepKind.FOLLOWUP:
-            key = rules.followup_key(state.interview_id, step.number)
-            if too_late(step.not_after, now):
-                rules.record_skip(state, key, "the interview expired before this follow-up", now)
-                state.status = InterviewStatus.EXPIRED
-            else:
-                taken_at = now
-                send(step, key)
-                state.followups_sent = step.number
-                state.last_sent_at = taken_at
-        else:
-            assert step.kind == StepKind.REMINDER and state.scheduled_at is not None
-            key = rules.reminder_key(state.interview_id, state.scheduled_at)
-            if too_late(step.not_after, now):
-                rules.record_skip(state, key, "reminder moment passed beyond the grace", now)
-            elif send(step, key) in (SENT, DRY_RUN):
-                state.reminders_sent.append(key)
+    async def taking(step: PlannedStep) -> None:  # `InterviewJourney._take`
+        trace.steps.append((next(seq), clock.now(), step))
+        await take(state, step, clock.now(), send)
         note_close(f"step:{step.kind.value}")
 
-    for _ in range(LOOP_LIMIT):
-        step = rules.next_step(state, policy, awaiting_since)
-        if step is None:
-            break
-        wake = max(step.at, now)
-        if pending and pending[0][0] <= wake:
-            at, _, event = pending.pop(0)
-            now = max(now, at)
-            deliver(event)
-            continue
-        now = wake
-        take(step)
-    else:
-        trace.exhausted = True
+    clock = FakeTemporal(journey.started_at, arrivals, handle)
+    clock.run(lambda: rules.next_step(state, policy, journey.started_at, clock.now()), taking, LOOP_LIMIT)
+    trace.exhausted = clock.exhausted
+    tell(labels(trace))
     return trace
+
+
+SENT_AS = {StepKind.FOLLOWUP: "follow-up", StepKind.REMINDER: "reminder"}
+
+
+def labels(trace: Trace) -> list[str]:
+    """What happened in a journey, in the words `hypothesis.event` and the coverage test use."""
+    said = [f"closed {trace.state.status.value}"]
+    for s in trace.sends:
+        said.append(f"{SENT_AS[s.kind]} sent" if s.outcome in (SENT, DRY_RUN) else "send step skipped or refused")
+    for skip in trace.state.skips:
+        if "expired before" in skip.reason:
+            said.append("follow-up skipped: the interview expired")
+        elif "beyond the grace" in skip.reason:
+            said.append("reminder skipped: beyond the grace")
+    for d in trace.deliveries:
+        if d.event is None:
+            said.append("invitation after the start")
+            continue
+        what = f"{d.event.kind} {'applied' if d.outcome.applied else d.outcome.code}"
+        said += [what, f"{what} during a send"] if d.during_send else [what]
+        if d.during_send and trace.closed_by == f"event:{d.event.kind}" and trace.closed_at == d.at:
+            said.append("closed by an event during a send")
+        if d.during_send and d.outcome.applied and d.event.kind in ("confirm", "reschedule"):
+            said.append("interview time set during a send")
+    return said
 
 
 # --- building journeys ------------------------------------------------------------------------
@@ -265,9 +264,14 @@ LATE_INVITE = durations(0, 200)
 INVITED_BEFORE = st.one_of(st.none(), durations(0, 400))
 SCHEDULED_AFTER = st.one_of(st.none(), st.none(), durations(-60, 800))
 EVENT_AT = durations(0, 1200)
+NEAR = st.integers(-1, 8).map(lambda n: n * timedelta(minutes=5))  # from just before a moment to just after it
+DURING = st.integers(1, 8).map(lambda n: n * timedelta(minutes=5))  # after a moment: during its send, if that is slow
+RACING_KINDS = st.sampled_from(["cancel", "complete", "confirm", "reschedule"])
 EVENT_KINDS = st.sampled_from(["confirm", "confirm", "reschedule", "reschedule", "cancel", "complete"])
 EVENT_SCHEDULED_AT = durations(-100, 1200)
 OUTCOMES = st.lists(st.sampled_from([SENT, SENT, DRY_RUN, SKIPPED, REFUSED]), min_size=1, max_size=5)
+# A send step takes time (retries, a slow server): events on the 30-minute grid land inside it, or on its end.
+SECONDS_PER_SEND = st.sampled_from([45 * 60, 20 * 60, 30 * 60, 3 * 3600, 1, 0])
 
 
 @st.composite
@@ -283,17 +287,36 @@ def journeys(draw: st.DrawFn) -> Journey:
     scheduled_at = None if after is None else received + after
     if scheduled_at is not None and invited_at is not None and scheduled_at <= invited_at:
         scheduled_at = invited_at + STEP  # Invitation requires it; the interview may still be past by the start
+    # the moments of the steps, the first send first: an event a few minutes around one races the
+    # step, or its send in flight
+    anchor = invited_at or received
+    followups = [anchor + policy.followup_after + n * policy.followup_interval for n in range(policy.max_followups)]
+    near = followups + [anchor + policy.expire_after]
+    if scheduled_at is not None:
+        near = [scheduled_at - policy.reminder_before, scheduled_at] + near
     events: list[Timed] = []
+    if near and draw(st.booleans()):  # one that comes in while the first send step is likely in flight
+        kind = draw(RACING_KINDS)
+        when_ = started_at + draw(EVENT_SCHEDULED_AT) if kind in ("confirm", "reschedule") else None
+        event_id = "racing" if draw(st.booleans()) else None
+        events.append(event(kind, max(started_at, near[0] + draw(DURING)), when_, event_id))
     for i in range(draw(st.integers(0, 6))):
         kind = draw(EVENT_KINDS)
-        at = started_at + draw(EVENT_AT)
+        if draw(st.integers(0, 2)) == 0:
+            at = started_at + draw(EVENT_AT)
+        else:
+            moment = near[0] if draw(st.booleans()) else near[draw(st.integers(0, len(near) - 1))]
+            at = max(started_at, moment + draw(NEAR))
         when_ = started_at + draw(EVENT_SCHEDULED_AT) if kind in ("confirm", "reschedule") else None
+        if when_ is not None:
+            near += [when_ - policy.reminder_before, when_]
         events.append(event(kind, at, when_, f"ev-{i}" if draw(st.booleans()) else None))
         if draw(st.integers(0, 4)) == 0:  # an immediate retry of the same event
             events.append(events[-1])
     events.sort(key=lambda timed: timed.at)
     return Journey(policy=policy, started_at=started_at, invitation=invitation(invited_at, scheduled_at),
-                   invite_at=invite_at, events=tuple(events), outcomes=tuple(draw(OUTCOMES)))
+                   invite_at=invite_at, events=tuple(events), outcomes=tuple(draw(OUTCOMES)),
+                   seconds_per_send=draw(SECONDS_PER_SEND))
 
 
 # Boundary journeys used as explicit examples (they must always be tried).
@@ -302,6 +325,10 @@ REMIND_AT_THE_INTERVIEW = journey(
     started_at=T0 + 10 * H, invited_at=T0, scheduled_at=T0 + 10 * H,
 )
 FOLLOWUP_AT_THE_EXPIRY = journey(started_at=T0 + 14 * D, invited_at=T0)
+RESCHEDULED_DURING_THE_REMINDER = journey(  # its send step takes 30 min; the new time is two days later
+    event("reschedule", T0 + 6 * D + 10 * timedelta(minutes=1), T0 + 9 * D), scheduled_at=T0 + 7 * D,
+    seconds_per_send=30 * 60,
+)
 REMIND_AFTER_A_PAST_INTERVIEW = journey(  # started 1 h after the interview, well within a 5 h grace
     policy=InterviewPolicy(reminder_before=H, reminder_grace=5 * H),
     started_at=T0 + 11 * H, invited_at=T0, scheduled_at=T0 + 10 * H,
@@ -552,6 +579,20 @@ def test_at_most_one_reminder_per_scheduled_time(j: Journey):
 
 @PROPERTY
 @given(journeys())
+@example(RESCHEDULED_DURING_THE_REMINDER)
+def test_the_interview_time_it_completes_at_was_reminded_or_skipped_with_a_reason(j: Journey):
+    """Liveness, where a reschedule lands during a reminder's send: the journey keeps as reminded
+    only what went out, so the time it ends up at is reminded (or skipped with a reason) too."""
+    trace = simulate(j)
+    delivered = {s.key for s in trace.reminders() if s.outcome in (SENT, DRY_RUN)}
+    assert set(trace.state.reminders_sent) <= delivered
+    if trace.closed_by == "step:complete":
+        key = rules.reminder_key(trace.state.interview_id, trace.state.scheduled_at)
+        assert key in {s.key for s in trace.reminders()} | {skip.step for skip in trace.state.skips}
+
+
+@PROPERTY
+@given(journeys())
 def test_followups_are_spaced_by_the_interval_and_never_early(j: Journey):
     trace = simulate(j)
     followups = trace.followups()
@@ -588,9 +629,10 @@ def test_followups_no_later_than_the_expiry_and_the_end_on_time(j: Journey):
         return
     expires_at = trace.state.invited_at + j.policy.expire_after
     assert all(s.at <= expires_at for s in trace.followups())
-    # the journey wakes for its last step at max(step.at, the moment of the last thing that happened)
+    # the journey wakes for its last step at max(step.at, the moment of the last thing that happened:
+    # an event, or a send step's end)
     last_activity = max([j.started_at] + [d.at for d in trace.deliveries if d.seq < trace.closed_seq]
-                        + [s.at for s in trace.sends])
+                        + [s.done_at for s in trace.sends])
     if trace.state.status == InterviewStatus.EXPIRED:
         assert trace.closed_at == max(expires_at, last_activity)
         assert not trace.applied("confirm", "reschedule")
@@ -630,3 +672,25 @@ def test_every_event_delivered_twice_at_once_changes_nothing(j: Journey):
     ignore = {"events", "skips"}
     assert twice.state.model_dump(exclude=ignore) == once.state.model_dump(exclude=ignore)
     assert [(s.step, s.at) for s in twice.state.skips] == [(s.step, s.at) for s in once.state.skips]
+
+
+# --- what the properties are about really happens ---------------------------------------------
+
+# Per 300 journeys drawn: the same 300 on every run of a given suite, though which ones depends on
+# Hypothesis (its version, and the constants it mines from the modules loaded), so each bound is a
+# third or less of what such samples show. Most properties say "for every send…" or "for every
+# applied cancel…", and would pass on journeys where nothing happens. Seen when this was written:
+# 15-25 follow-ups and 31-48 reminders sent, 8-16 journeys closed by an event that came in during a
+# send (6-7 by a cancel). Rarer ones are pinned by examples: a follow-up skipped at the expiry
+# (FOLLOWUP_AT_THE_EXPIRY), a reschedule during a reminder's send (RESCHEDULED_DURING_THE_REMINDER).
+AT_LEAST = {
+    "follow-up sent": 6, "reminder sent": 12, "send step skipped or refused": 8,
+    "reminder skipped: beyond the grace": 4, "cancel applied": 20, "complete applied": 15, "confirm applied": 15,
+    "reschedule applied": 20, "closed by an event during a send": 3, "cancel applied during a send": 2,
+    "cancel duplicate": 4, "confirm invalid": 10, "invitation after the start": 3,
+    "closed expired": 15, "closed completed": 35, "closed cancelled": 17, "closed abandoned": 25,
+}
+
+
+def test_journeys_drawn_exercise_what_the_properties_are_about():
+    assert shortfall(journeys(), lambda j: labels(simulate(j)), AT_LEAST) == {}

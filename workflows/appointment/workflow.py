@@ -7,6 +7,9 @@ a cancellation notice unless told not to); complete ends; a forced resend sends 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
 from temporalio import workflow
 
 from workflows.appointment import rules
@@ -26,6 +29,36 @@ from workflows.core.timing import when
 
 def workflow_id(appointment_id: str) -> str:
     return f"appointment-{appointment_id}"
+
+
+async def take(state: AppointmentState, step: PlannedStep, now: datetime, booked: bool,
+               send: Callable[[str, str, PlannedStep], Awaitable[SendStatus]]) -> None:
+    """Take the step the loop woke for at `now`; `send(key, template, step)` is the send step (the
+    rules' tests pass one on a fake clock, with events arriving while it runs)."""
+    match step.kind:
+        case StepKind.ABANDON:
+            state.status = AppointmentStatus.ABANDONED
+        case StepKind.COMPLETE:
+            state.status = AppointmentStatus.COMPLETED
+        case StepKind.NOTICE:
+            state.notice_pending = False
+            if booked:
+                status = await send(rules.notice_key(state.appointment_id), "appointment_cancelled", step)
+                state.notice_sent = status.delivered
+        case StepKind.RESEND:
+            state.resends_sent = step.number
+            await send(rules.resend_key(state.appointment_id, step.number), "appointment_reminder", step)
+        case StepKind.REMINDER:
+            assert state.scheduled_at is not None
+            offset = state.scheduled_at - step.at
+            key = rules.reminder_key(state.appointment_id, state.scheduled_at, offset)
+            if too_late(step.not_after, now):
+                rules.record_skip(state, key, f"reminder moment passed {now - step.at} ago, beyond the grace", now)
+                return
+            if (await send(key, "appointment_reminder", step)).delivered:
+                state.reminders_sent.append(key)
+        case _:
+            unreachable(step)
 
 
 @workflow.defn
@@ -74,31 +107,7 @@ class AppointmentJourney:
         return self.state
 
     async def _take(self, step: PlannedStep) -> None:
-        state, now = self.state, workflow.now()
-        match step.kind:
-            case StepKind.ABANDON:
-                state.status = AppointmentStatus.ABANDONED
-            case StepKind.COMPLETE:
-                state.status = AppointmentStatus.COMPLETED
-            case StepKind.NOTICE:
-                state.notice_pending = False
-                if self.core.start is not None:
-                    status = await self._send(rules.notice_key(state.appointment_id), "appointment_cancelled", step)
-                    state.notice_sent = status.delivered
-            case StepKind.RESEND:
-                state.resends_sent = step.number
-                await self._send(rules.resend_key(state.appointment_id, step.number), "appointment_reminder", step)
-            case StepKind.REMINDER:
-                assert state.scheduled_at is not None
-                offset = state.scheduled_at - step.at
-                key = rules.reminder_key(state.appointment_id, state.scheduled_at, offset)
-                if too_late(step.not_after, now):
-                    rules.record_skip(state, key, f"reminder moment passed {now - step.at} ago, beyond the grace", now)
-                    return
-                if (await self._send(key, "appointment_reminder", step)).delivered:
-                    state.reminders_sent.append(key)
-            case _:
-                unreachable(step)
+        await take(self.state, step, workflow.now(), self.core.start is not None, self._send)
 
     async def _send(self, key: str, template: str, step: PlannedStep) -> SendStatus:
         booking = self.core.start

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 
@@ -32,35 +32,61 @@ def over_budget(updates_seen: int = 0) -> bool:
 HISTORY_BUDGET = "history-budget"
 
 
+class Durable:
+    """What the loop asks of Temporal: the clock, a durable wait, the budget, patches, continuing
+    as new. The journeys run it on these; the rules' tests run the very same loop on a fake clock
+    (tests/unit/journey_clock.py) whose events arrive during waits and sends."""
+
+    def now(self) -> datetime:
+        return workflow.now()
+
+    async def wait_condition(self, changed: Callable[[], bool], timeout: timedelta, summary: str) -> None:
+        """Return once `changed()` is true; raise TimeoutError when `timeout` passes first."""
+        await workflow.wait_condition(changed, timeout=timeout, timeout_summary=summary)
+
+    def over_budget(self, updates_seen: int) -> bool:
+        return over_budget(updates_seen)
+
+    def patched(self, patch_id: str) -> bool:
+        return workflow.patched(patch_id)
+
+    async def continue_as_new(self, carry: Callable[[], Any]) -> NoReturn:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(carry())
+
+
+TEMPORAL = Durable()
+
+
 async def run_plan(plan: Callable[[], PlannedStep | None], take: Callable[[PlannedStep], Awaitable[None]],
                    revision: Callable[[], int], carry: Callable[[], Any],
-                   updates_seen: Callable[[], int] = lambda: 0) -> None:
+                   updates_seen: Callable[[], int] = lambda: 0, durable: Durable = TEMPORAL) -> None:
     """`revision()` moves whenever an event changed the journey; `carry()` is the input of the
     next run when the history budget is spent. A wait also wakes when updates alone spend their
     budget (duplicates and refusals do not move `revision`; a run takes at most 2,000 updates).
     Only updates wake it: histories recorded before the budget have none, so they replay as they ran."""
     budget = True  # False once replay shows this run began before the budget
     while (step := plan()) is not None:
-        if budget and over_budget(updates_seen()):
-            if workflow.patched(HISTORY_BUDGET):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(carry())
+        if budget and durable.over_budget(updates_seen()):
+            if durable.patched(HISTORY_BUDGET):
+                await durable.continue_as_new(carry)
             budget = False
         seen = revision()
         if not await wait_for_step_or_change(
-                step.at, lambda: revision() != seen or updates_seen() >= UPDATES_BUDGET, step.label):
+                step.at, lambda: revision() != seen or updates_seen() >= UPDATES_BUDGET, step.label, durable):
             continue  # an event changed the plan (or the budget is spent): plan again
         await take(step)
 
 
-async def wait_for_step_or_change(due: datetime, changed: Callable[[], bool], summary: str) -> bool:
+async def wait_for_step_or_change(due: datetime, changed: Callable[[], bool], summary: str,
+                                  durable: Durable = TEMPORAL) -> bool:
     """Sleep durably until `due`; return True when it is reached, False when `changed()` became true
     first (an event re-planned the journey). The timer carries `summary` for the Web UI."""
-    remaining = due - workflow.now()
+    remaining = due - durable.now()
     if remaining <= timedelta(0):
         return not changed()
     try:
-        await workflow.wait_condition(changed, timeout=remaining, timeout_summary=summary)
+        await durable.wait_condition(changed, remaining, summary)
     except TimeoutError:
         return True
     return False

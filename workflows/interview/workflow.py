@@ -10,6 +10,9 @@ Events    confirm / reschedule / cancel / complete, as Updates (refused ones nev
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
 from temporalio import workflow
 
 from workflows.contracts import SendRequest, SendStatus
@@ -29,6 +32,38 @@ from workflows.interview.models import (
 
 def workflow_id(interview_id: str) -> str:
     return f"interview-{interview_id}"
+
+
+async def take(state: InterviewState, step: PlannedStep, now: datetime,
+               send: Callable[[str, str, PlannedStep], Awaitable[SendStatus]]) -> None:
+    """Take the step the loop woke for at `now`; `send(key, template, step)` is the send step (the
+    rules' tests pass one on a fake clock, with events arriving while it runs)."""
+    match step.kind:
+        case StepKind.ABANDON:
+            state.status = InterviewStatus.ABANDONED
+        case StepKind.EXPIRE:
+            state.status = InterviewStatus.EXPIRED
+        case StepKind.COMPLETE:
+            state.status = InterviewStatus.COMPLETED
+        case StepKind.FOLLOWUP:
+            key = rules.followup_key(state.interview_id, step.number)
+            if too_late(step.not_after, now):
+                rules.record_skip(state, key, "the interview expired before this follow-up", now)
+                state.status = InterviewStatus.EXPIRED
+                return
+            await send(key, "interview_followup", step)
+            state.followups_sent = step.number
+            state.last_sent_at = now  # when it was due and went out, not when SMTP finished
+        case StepKind.REMINDER:
+            assert state.scheduled_at is not None
+            key = rules.reminder_key(state.interview_id, state.scheduled_at)
+            if too_late(step.not_after, now):
+                rules.record_skip(state, key, f"reminder moment passed {now - step.at} ago, beyond the grace", now)
+                return
+            if (await send(key, "interview_reminder", step)).delivered:
+                state.reminders_sent.append(key)
+        case _:
+            unreachable(step)
 
 
 @workflow.defn
@@ -81,34 +116,7 @@ class InterviewJourney:
     # --- steps ----------------------------------------------------------------------------
 
     async def _take(self, step: PlannedStep) -> None:
-        state, now = self.state, workflow.now()
-        match step.kind:
-            case StepKind.ABANDON:
-                state.status = InterviewStatus.ABANDONED
-            case StepKind.EXPIRE:
-                state.status = InterviewStatus.EXPIRED
-            case StepKind.COMPLETE:
-                state.status = InterviewStatus.COMPLETED
-            case StepKind.FOLLOWUP:
-                key = rules.followup_key(state.interview_id, step.number)
-                if too_late(step.not_after, now):
-                    rules.record_skip(state, key, "the interview expired before this follow-up", now)
-                    state.status = InterviewStatus.EXPIRED
-                    return
-                await self._send(key, "interview_followup", step)
-                state.followups_sent = step.number
-                state.last_sent_at = now  # when it was due and went out, not when SMTP finished
-            case StepKind.REMINDER:
-                assert state.scheduled_at is not None
-                key = rules.reminder_key(state.interview_id, state.scheduled_at)
-                if too_late(step.not_after, now):
-                    rules.record_skip(state, key, f"reminder moment passed {now - step.at} ago, beyond the grace",
-                                      now)
-                    return
-                if (await self._send(key, "interview_reminder", step)).delivered:
-                    state.reminders_sent.append(key)
-            case _:
-                unreachable(step)
+        await take(self.state, step, workflow.now(), self._send)
 
     async def _send(self, key: str, template: str, step: PlannedStep) -> SendStatus:
         invitation = self.core.start

@@ -9,11 +9,12 @@ Events     converted (with a reference) / replied / cancel stop it at once; an u
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.contracts import RECORD_LEAD_END, MessageCategory, SendRequest
+from workflows.contracts import RECORD_LEAD_END, MessageCategory, SendRequest, SendStatus
 from workflows.core.send import send
 from workflows.core.shell import JourneyCore, Reply
 from workflows.core.steps import PlannedStep, StepKind, too_late, unreachable
@@ -23,6 +24,27 @@ from workflows.lead.models import Lead, LeadEvent, LeadInput, LeadState, LeadSta
 
 def workflow_id(lead_id: str) -> str:
     return f"lead-{lead_id}"
+
+
+async def take(state: LeadState, step: PlannedStep, now: datetime,
+               send: Callable[[str, PlannedStep], Awaitable[SendStatus]]) -> None:
+    """Take the step the loop woke for at `now`; `send(key, step)` is the send step (the rules'
+    tests pass one on a fake clock, with events arriving while it runs)."""
+    match step.kind:
+        case StepKind.ABANDON:
+            state.status = LeadStatus.ABANDONED
+        case StepKind.FINISH:
+            state.status = LeadStatus.FINISHED
+        case StepKind.STEP:
+            key = rules.step_key(state.lead_id, step.number)
+            state.steps_done = step.number
+            if too_late(step.not_after, now):
+                rules.record_skip(state, key, f"step moment passed {now - step.at} ago, beyond the grace", now)
+                return
+            if (await send(key, step)).delivered:
+                state.sent.append(key)
+        case _:
+            unreachable(step)
 
 
 @workflow.defn
@@ -75,33 +97,19 @@ class LeadJourney:
         return self.state
 
     async def _take(self, step: PlannedStep) -> None:
-        state, now = self.state, workflow.now()
-        match step.kind:
-            case StepKind.ABANDON:
-                state.status = LeadStatus.ABANDONED
-            case StepKind.FINISH:
-                state.status = LeadStatus.FINISHED
-            case StepKind.STEP:
-                key = rules.step_key(state.lead_id, step.number)
-                state.steps_done = step.number
-                if too_late(step.not_after, now):
-                    rules.record_skip(state, key, f"step moment passed {now - step.at} ago, beyond the grace", now)
-                    return
-                lead = self.core.start
-                assert isinstance(lead, Lead)
-                policy = self.core.policy
-                request = SendRequest(
-                    key=key, journey="lead", entity_id=state.lead_id, template=policy.steps[step.number - 1].template,
-                    recipient=lead.contact, category=MessageCategory.MARKETING,
-                    context={"name": lead.contact.name, "company": lead.company, "offer_url": lead.offer_url,
-                             "campaign": lead.campaign, "step": step.number, "steps": len(policy.steps)},
-                    due_at=step.at, not_after=step.not_after,
-                )
-                status = await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()))
-                if status.delivered:
-                    state.sent.append(key)
-            case _:
-                unreachable(step)
+        await take(self.state, step, workflow.now(), self._send)
+
+    async def _send(self, key: str, step: PlannedStep) -> SendStatus:
+        state, lead, policy = self.state, self.core.start, self.core.policy
+        assert isinstance(lead, Lead)
+        request = SendRequest(
+            key=key, journey="lead", entity_id=state.lead_id, template=policy.steps[step.number - 1].template,
+            recipient=lead.contact, category=MessageCategory.MARKETING,
+            context={"name": lead.contact.name, "company": lead.company, "offer_url": lead.offer_url,
+                     "campaign": lead.campaign, "step": step.number, "steps": len(policy.steps)},
+            due_at=step.at, not_after=step.not_after,
+        )
+        return await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()))
 
     def _carry(self) -> LeadInput:
         return LeadInput(lead_id=self.state.lead_id, lead=self.core.start, policy=self.core.policy,

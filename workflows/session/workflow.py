@@ -14,8 +14,10 @@ Events     add/remove attendee, reschedule (every pending reminder re-planned in
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
+from pydantic import BaseModel
 from temporalio import workflow
 
 from workflows.contracts import CHANGE_ROSTER, FAN_OUT, Recipient, SendRequest
@@ -54,6 +56,83 @@ FAN_OUT_TIMEOUT = timedelta(minutes=5)  # a chunk of up to 1,000 attendees
 
 def workflow_id(session_id: str) -> str:
     return f"session-{session_id}"
+
+
+Targets = list[tuple[Attendee, str]]  # (attendee, channel): one message each
+
+
+async def take(state: SessionState, step: PlannedStep, session: BaseModel | None, now: Callable[[], datetime],
+               fan_out: Callable[[str, str, PlannedStep, list[Attendee], bool], Awaitable[None]],
+               send_one: Callable[[str, str, PlannedStep, Recipient], Awaitable[None]],
+               store_roster: Callable[[], Awaitable[None]]) -> None:
+    """Take the step the loop woke for; `session` is the start. What goes out is passed in: the
+    workflow's activities, or in the rules' tests sends on a fake clock with events arriving meanwhile."""
+
+    async def to_attendees(name: str, template: str, attendees: list[Attendee], without_feedback: bool = False):
+        if name not in state.steps_done:
+            state.steps_done.append(name)
+        await fan_out(name, template, step, attendees, without_feedback)
+
+    match step.kind:
+        case StepKind.ROSTER:
+            await store_roster()
+        case StepKind.ABANDON:
+            state.status = SessionStatus.ABANDONED
+        case StepKind.COMPLETE:
+            state.status = SessionStatus.COMPLETED
+        case StepKind.END:
+            state.status = SessionStatus.ENDED
+        case StepKind.NOTICE:
+            state.notice_pending = False
+            await to_attendees("cancelled", "session_cancelled", state.roster)
+        case StepKind.RECORDING:
+            state.recording_pending = False
+            await to_attendees("recording", "session_recording", state.roster)
+        case StepKind.FEEDBACK:
+            waiting = [a for a in state.roster if a.attendee_id not in state.feedback_from]
+            await to_attendees("feedback", "session_feedback", waiting, without_feedback=True)
+        case StepKind.CHECKIN:
+            state.steps_done.append("checkin")
+            assert isinstance(session, ClassSession)
+            tutor = session.tutor
+            await send_one("checkin", "session_checkin", step,
+                           Recipient(email=tutor.email, name=tutor.name, time_zone=tutor.time_zone))
+        case StepKind.ESCALATE:
+            state.escalation_pending = False
+            assert isinstance(session, ClassSession)
+            if session.manager_email is None:
+                rules.record_skip(state, rules.key(state.session_id, "escalation"),
+                                  "negative check-in answer, but the session names no manager_email", now())
+            else:
+                await send_one("escalation", "session_escalation", step,
+                               Recipient(email=session.manager_email, name="Manager"))
+        case StepKind.REMINDER:
+            assert state.starts_at is not None
+            await to_attendees(rules.reminder_step(state.starts_at, state.starts_at - step.at), "session_reminder",
+                               state.roster)
+        case _:
+            unreachable(step)
+
+
+async def fan_out_in_chunks(state: SessionState, name: str, step: PlannedStep, attendees: list[Attendee],
+                            send: Callable[[Targets], Awaitable[object]], now: Callable[[], datetime],
+                            chunk_size: int = FAN_OUT_CHUNK,
+                            stops_when_closed: Callable[[], bool] = lambda: True) -> None:
+    """The roster in the state: `send(chunk)` sends a chunk's messages together; before each chunk
+    the halt rules are asked again, and who was removed or gave feedback meanwhile is passed over."""
+    targets = [(a, channel) for a in list(attendees) for channel in a.channels]
+    starts_at = state.starts_at
+    for begin in range(0, len(targets), chunk_size):
+        chunk = targets[begin:begin + chunk_size]
+        halted = rules.fan_out_halted(state, step, starts_at, now(), stops_when_closed)
+        sending = []
+        for attendee, channel in chunk:
+            why = halted or rules.passed_over(state, step, attendee.attendee_id)
+            if why:
+                rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel), why, now())
+            else:
+                sending.append((attendee, channel))
+        await send(sending)
 
 
 @workflow.defn
@@ -185,49 +264,15 @@ class SessionJourney:
         return rules.apply_event(state, event, self.core.policy, workflow.now(), checkin_must_be_asked=unasked)
 
     async def _take(self, step: PlannedStep) -> None:
+        await take(self.state, step, self.core.start, workflow.now, self._fan_out, self._send_one, self._store_roster)
+
+    async def _store_roster(self) -> None:
         state = self.state
-        match step.kind:
-            case StepKind.ROSTER:
-                async with self.roster_lock:
-                    pending = state.roster_pending
-                    await self._change_roster(RosterChange(session_id=state.session_id, add=pending,
-                                                           from_start=True), f"store the start's roster ({len(pending)})")
-                    state.roster_pending = []
-            case StepKind.ABANDON:
-                state.status = SessionStatus.ABANDONED
-            case StepKind.COMPLETE:
-                state.status = SessionStatus.COMPLETED
-            case StepKind.END:
-                state.status = SessionStatus.ENDED
-            case StepKind.NOTICE:
-                state.notice_pending = False
-                await self._fan_out("cancelled", "session_cancelled", step, state.roster)
-            case StepKind.RECORDING:
-                state.recording_pending = False
-                await self._fan_out("recording", "session_recording", step, state.roster)
-            case StepKind.FEEDBACK:
-                waiting = [a for a in state.roster if a.attendee_id not in state.feedback_from]
-                await self._fan_out("feedback", "session_feedback", step, waiting, without_feedback=True)
-            case StepKind.CHECKIN:
-                state.steps_done.append("checkin")
-                tutor = self._session.tutor
-                await self._send_one("checkin", "session_checkin", step,
-                                     Recipient(email=tutor.email, name=tutor.name, time_zone=tutor.time_zone))
-            case StepKind.ESCALATE:
-                state.escalation_pending = False
-                if self._session.manager_email is None:
-                    rules.record_skip(state, rules.key(state.session_id, "escalation"),
-                                      "negative check-in answer, but the session names no manager_email",
-                                      workflow.now())
-                else:
-                    await self._send_one("escalation", "session_escalation", step,
-                                         Recipient(email=self._session.manager_email, name="Manager"))
-            case StepKind.REMINDER:
-                assert state.starts_at is not None
-                await self._fan_out(rules.reminder_step(state.starts_at, state.starts_at - step.at),
-                                    "session_reminder", step, state.roster)
-            case _:
-                unreachable(step)
+        async with self.roster_lock:
+            pending = state.roster_pending
+            await self._change_roster(RosterChange(session_id=state.session_id, add=pending,
+                                                   from_start=True), f"store the start's roster ({len(pending)})")
+            state.roster_pending = []
 
     @property
     def _session(self) -> ClassSession:
@@ -240,27 +285,13 @@ class SessionJourney:
         """One send per attendee and channel, a chunk at a time. A reminder whose class was
         cancelled or moved meanwhile stops, and so does anything but the cancellation notice once
         the session is closed: the rest are recorded as skipped, never sent."""
-        state = self.state
-        if name not in state.steps_done:
-            state.steps_done.append(name)
-        if rules.in_database(state):
+        if rules.in_database(self.state):
             return await self._fan_out_by_chunks(name, template, step, without_feedback)
-        targets = [(a, channel) for a in list(attendees) for channel in a.channels]
-        starts_at = state.starts_at
-        for begin in range(0, len(targets), FAN_OUT_CHUNK):
-            chunk = targets[begin:begin + FAN_OUT_CHUNK]
-            halted = rules.fan_out_halted(state, step, starts_at, workflow.now(),
-                                          lambda: workflow.patched(FAN_OUT_STOPS_WHEN_CLOSED))
-            sending = []
-            for attendee, channel in chunk:
-                why = halted or rules.passed_over(state, step, attendee.attendee_id)
-                if why:
-                    rules.record_skip(state, rules.key(state.session_id, name, attendee.attendee_id, channel),
-                                      why, workflow.now())
-                else:
-                    sending.append((attendee, channel))
-            await asyncio.gather(*(self._send_to(name, template, step, attendee, channel)
-                                   for attendee, channel in sending))
+        await fan_out_in_chunks(
+            self.state, name, step, attendees,
+            lambda chunk: asyncio.gather(*(self._send_to(name, template, step, attendee, channel)
+                                           for attendee, channel in chunk)),
+            workflow.now, stops_when_closed=lambda: workflow.patched(FAN_OUT_STOPS_WHEN_CLOSED))
 
     async def _fan_out_by_chunks(self, name: str, template: str, step: PlannedStep, without_feedback: bool) -> None:
         """The roster in the database: one activity per chunk of attendees, in attendee_id order;
