@@ -55,11 +55,9 @@ ROWS_PER_TURN = 200  # rows validated between two turns of the event loop: a few
 def parse(text: str, campaign: str | None, first_line: int = 1) -> Parsed:
     """Validate every row. `first_line` is the file line of the header (for chunked uploads)."""
     steps = _parse_in_steps(text, campaign, first_line)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    while (parsed := _advance(steps)) is None:
+        pass
+    return parsed
 
 
 async def parse_cooperatively(text: str, campaign: str | None, first_line: int = 1) -> Parsed:
@@ -67,12 +65,18 @@ async def parse_cooperatively(text: str, campaign: str | None, first_line: int =
     does not stall the API's other requests for the seconds it takes (a thread would: it holds
     the GIL for 5 ms at a time, and a request needs it many times)."""
     steps = _parse_in_steps(text, campaign, first_line)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    while (parsed := _advance(steps)) is None:
         await asyncio.sleep(0)
+    return parsed
+
+
+def _advance(steps: Generator[None, None, Parsed]) -> Parsed | None:
+    """One more turn of the parse: its result once it is done, else None."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        return done.value
+    return None
 
 
 def _lines(text: str) -> Iterator[str]:

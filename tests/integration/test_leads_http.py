@@ -175,8 +175,9 @@ async def test_many_bad_rows_answer_with_counts_and_the_first_ones_and_the_rest_
 async def test_the_api_answers_while_a_large_import_is_validated(stack, uid):
     """The CSV is validated off the event loop, so health checks keep answering while it runs. The
     measure is relative, not a time: with validation on the loop, one health check waits for all of
-    it, most of the import's duration; off the loop, the slowest is a small part of it."""
-    text = "lead_id,email,name\n" + "".join(f"{i},bad,B\n" for i in range(100_000))  # ≈ 1.3 MB
+    it, more than half of the import's duration (58 % here); off the loop, the slowest is a few % of
+    it (the worst seen, with the whole suite's objects in this process for the collector: 36 %)."""
+    text = "lead_id,email,name\n" + "".join(f"{i},bad,B\n" for i in range(150_000))  # ≈ 1.8 MB
     async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=120) as http:
         began = time.perf_counter()
         importing = asyncio.create_task(_import(http, text, campaign=f"busy-{uid}"))
@@ -185,10 +186,10 @@ async def test_the_api_answers_while_a_large_import_is_validated(stack, uid):
             sent = time.perf_counter()
             assert (await http.get("/healthz")).status_code == 200
             slowest, answered = max(slowest, time.perf_counter() - sent), answered + 1
-        assert (await importing).json()["rejected_count"] == 100_000
+        assert (await importing).json()["rejected_count"] == 150_000
         took = time.perf_counter() - began
     print(f"import {took:.2f} s; {answered} health checks meanwhile, the slowest {slowest * 1000:.0f} ms")
-    assert slowest < took / 3, (slowest, took)
+    assert slowest < took / 2, (slowest, took)
 
 
 async def test_a_nul_byte_in_a_csv_field_rejects_that_row_by_name_and_keeps_the_others(stack, uid):
