@@ -85,11 +85,11 @@ def for_display(address: str) -> str:
     (`xn--da-6kc@xn--exmple-4nf.com`), so a look-alike never passes for the address it imitates.
     Single-script addresses (`用户@例子.广告`, `ada@bücher.de`) show as they are."""
     local, _, domain = address.rpartition("@")
-    if is_mixed_script(local):
-        local = "xn--" + local.encode("punycode").decode("ascii")
-    labels = [("xn--" + label.encode("punycode").decode("ascii")) if is_mixed_script(label) else label
-              for label in domain.split(".")]
-    return f"{local}@{'.'.join(labels)}"
+    return f"{_shown(local)}@{'.'.join(_shown(label) for label in domain.split('.'))}"
+
+
+def _shown(part: str) -> str:
+    return "xn--" + part.encode("punycode").decode("ascii") if is_mixed_script(part) else part
 
 
 def build(envelope: Envelope, rendered: Rendered) -> Outgoing:

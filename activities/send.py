@@ -116,8 +116,7 @@ class SendActivities:
         try:
             rendered = self.renderer.render(request.template, context)
         except TemplateProblem as err:
-            await self.outbox.finish(request.key, "failed", reason=str(err))
-            raise ApplicationError(str(err), type=DeliveryFailure.TEMPLATE, non_retryable=True) from err
+            raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err)) from err
         if self.dry_run:
             await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered")
             return done(SendStatus.DRY_RUN, "dry run: not delivered")
@@ -136,25 +135,24 @@ class SendActivities:
         try:
             outgoing = build(envelope, rendered)
         except Unbuildable as err:
-            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
-            raise ApplicationError(f"{request.key}: {err}", type=DeliveryFailure.UNBUILDABLE, non_retryable=True) from err
+            raise await self._failed_for_good(request.key, DeliveryFailure.UNBUILDABLE, str(err), f"{request.key}: {err}",
+                                              rendered.subject) from err
         try:
             await self.transport.deliver(outgoing, accepted)
         except NoSmtputf8 as err:
-            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
-            raise ApplicationError(f"{request.key}: {err}", type=DeliveryFailure.ADDRESS, non_retryable=True) from err
+            raise await self._failed_for_good(request.key, DeliveryFailure.ADDRESS, str(err), f"{request.key}: {err}",
+                                              rendered.subject) from err
         except DeliveryRefused as err:
             refusal = err.refusal
             if not refusal.permanent:
                 await self.outbox.release(request.key, f"soft refusal: {refusal}")
                 raise ApplicationError(f"soft refusal: {refusal}", type="SoftRefusal") from err
-            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(refusal))
+            failure = await self._failed_for_good(
+                request.key, DeliveryFailure.REFUSED, str(refusal),
+                f"{request.key}: the server refused the message permanently: {refusal}", rendered.subject)
             if refusal.hard_bounce:
                 await self.suppressions.add(email, "hard_bounce", f"{refusal} (from {request.key})")
-            raise ApplicationError(
-                f"{request.key}: the server refused the message permanently: {refusal}",
-                type=DeliveryFailure.REFUSED, non_retryable=True,
-            ) from err
+            raise failure from err
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             if delivered:  # the server said 250 and only closing the connection failed: it is sent, never again
                 activity.logger.warning("%s: delivered, then %s: %s", request.key, type(err).__name__, err)
@@ -162,6 +160,13 @@ class SendActivities:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise  # retried with backoff by the activity's retry policy
         return done(SendStatus.SENT)
+
+    async def _failed_for_good(self, key: str, failure: str, reason: str, message: str,
+                               subject: str | None = None) -> ApplicationError:
+        """Record the message as failed with `reason`; the error to raise, of a type the workflow
+        knows (DeliveryFailure): not retried, the journey notes the skip and goes on."""
+        await self.outbox.finish(key, "failed", subject=subject, reason=reason)
+        return ApplicationError(message, type=failure, non_retryable=True)
 
     async def _record_unstorable(self, fields: dict, err: Exception) -> None:
         """Keep a row for a request PostgreSQL cannot hold, with what could not be stored replaced
@@ -209,9 +214,8 @@ class SendActivities:
         try:
             reply = await self.webhook.deliver(request.key, payload)
         except WebhookRefused as err:
-            await self.outbox.finish(request.key, "failed", subject=rendered.subject, reason=str(err))
-            raise ApplicationError(f"{request.key}: {err}", type=DeliveryFailure.REFUSED,
-                                   non_retryable=True) from err
+            raise await self._failed_for_good(request.key, DeliveryFailure.REFUSED, str(err), f"{request.key}: {err}",
+                                              rendered.subject) from err
         except (WebhookTransient, httpx.HTTPError) as err:
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise

@@ -233,11 +233,10 @@ class LeadImports:
     """Every CSV upload's counts and rejected rows (migration 005), kept `KEEP` then deleted."""
 
     KEEP = timedelta(days=30)
+    BATCH = 2_000  # problems per COPY: the Python work between two awaits stays a few ms
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-
-    BATCH = 2_000  # problems per COPY: the Python work between two awaits stays a few ms
 
     async def record(self, import_id: str, campaign: str | None, rows: int, started: int, already_imported: int,
                      problems: Sequence[tuple[int, str, str]]) -> None:

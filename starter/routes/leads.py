@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from activities.store import ImportRecord
 from starter import lead_import
 from starter.service import NotFound, Rejected
 
@@ -66,6 +67,13 @@ async def record_lead(request: Request, lead: Any) -> None:
     await request.app.state.lead_store.add_many([(lead.lead_id, lead.campaign, str(lead.contact.email))])
 
 
+async def recorded_import(request: Request, import_id: str) -> ImportRecord:
+    record = await request.app.state.lead_imports.get(import_id)
+    if record is None:
+        raise NotFound(f"no import {import_id} (imports are kept 30 days)", field="import_id")
+    return record
+
+
 def router(authed: list) -> APIRouter:
     api = APIRouter(dependencies=authed, tags=["leads"])
 
@@ -102,9 +110,7 @@ def router(authed: list) -> APIRouter:
     @api.get("/v1/leads/imports/{import_id}")
     async def lead_import_record(import_id: ImportId, request: Request) -> ImportRecordView:
         """An import's counts, kept 30 days."""
-        record = await request.app.state.lead_imports.get(import_id)
-        if record is None:
-            raise NotFound(f"no import {import_id} (imports are kept 30 days)", field="import_id")
+        record = await recorded_import(request, import_id)
         return ImportRecordView(**{**vars(record), "rejected_count": record.rejected})
 
     @api.get("/v1/leads/imports/{import_id}/problems")
@@ -114,8 +120,7 @@ def router(authed: list) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> ProblemsPage:
         """Every rejected row of an import, in file order, a page at a time."""
-        if await request.app.state.lead_imports.get(import_id) is None:
-            raise NotFound(f"no import {import_id} (imports are kept 30 days)", field="import_id")
+        await recorded_import(request, import_id)
         rows = await request.app.state.lead_imports.problems(import_id, after, limit)
         return ProblemsPage(problems=[RowProblemView(line=r["line"], field=r["field"], reason=r["reason"]) for r in rows],
                             next_after=rows[-1]["n"] if len(rows) == limit else None)
