@@ -1,0 +1,1 @@
+"""Seed 004: the tutor rescheduling pattern, one journey per tutor."""
