@@ -1,0 +1,1 @@
+"""The approval onboarding saga (seed 003, "CTA approval"): `onboarding-{id}`."""
