@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_timeout_seconds: float = 10.0
+    # The onboarding saga's backend (account.create, account.revoke, crm.log), signed like the webhook
+    # channel but with its own URL and secret: a message bridge's secret must not create accounts.
+    # Unset URL: an onboarding fails at its account step (nothing created) and the admin is told.
+    accounts_webhook_url: str | None = None
+    accounts_webhook_secret: SecretStr | None = None
+    accounts_webhook_timeout_seconds: float = 10.0
 
     # What every message carries.
     sender_email: str = "followups@example.com"
@@ -71,7 +77,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_keys: Annotated[list[str], NoDecode, Field(repr=False)] = ["dev-key"]
     api_max_body_bytes: int = 1_000_000
-    api_max_import_bytes: int = 50_000_000  # a CSV upload to /v1/leads/import (~500k rows)
+    api_max_import_bytes: int = 50_000_000  # a CSV upload to /v1/leads/import (~500k rows), an announcement's list
 
     # Worker.
     dry_run: bool = False  # render and record every message, deliver none
@@ -82,6 +88,16 @@ class Settings(BaseSettings):
     # After a worker dies, how long its journeys' next tasks wait for it before any worker takes them.
     sticky_schedule_to_start_seconds: float = 2.0
     data_dir: Path = Path(".data")
+
+    # Digests (weekly, monthly, manager): one Schedule runs the dispatcher every 30 minutes.
+    digest_schedule_id: str = "digest-dispatch"  # the Schedule every worker creates or updates; "" leaves it alone
+    digest_grace: timedelta = timedelta(hours=12)  # a digest is not sent later than this after its slot
+    digest_batch_size: int = Field(500, ge=1, le=5000)  # recipients per activity of a dispatch
+    # Progress pulled per send (else the progress pushed with PUT /v1/progress/{recipient}): a POST
+    # signed like the webhook channel.
+    progress_callback_url: str | None = None
+    progress_callback_secret: SecretStr | None = None
+    progress_callback_timeout_seconds: float = 10.0
 
     # Policy defaults for the interview journey (each overridable per start).
     interview_followup_after: timedelta = timedelta(hours=48)

@@ -11,8 +11,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.announcements import AnnouncementActivities, Announcements
+from activities.digest import DigestActivities, DigestRecipients, ProgressCallback, dispatch_schedule, ensure_dispatch_schedule
 from activities.leads import LeadActivities
 from activities.mail import SmtpSettings, SmtpTransport
+from activities.onboarding import AccountsBackend, OnboardingActivities, OneTimeSecrets
 from activities.render import Renderer
 from activities.send import SendActivities, Sender
 from activities.roster import RosterActivities
@@ -21,9 +24,12 @@ from activities.webhook import WebhookTransport
 from settings import Settings, apply_process_settings
 from starter.connect import connect_temporal
 from workflows import registry
+from workflows.announcement import AnnouncementDelivery
+from workflows.declared.workflow import DeclaredJourney
+from workflows.digest.workflow import DigestDispatch
 from workflows.resend import ResendMessage
 
-WORKFLOWS = [*registry.WORKFLOWS, ResendMessage]
+WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery]
 # Passed through (imported once, not again for every journey in the cache): the pure libraries
 # the models use, and our own `workflows` and `activities` packages, which hold no module state
 # that changes. Measured (bench/memory.py, 1,000 sleeping journeys): worker RSS 171 MB instead of
@@ -58,8 +64,41 @@ def send_activities(settings: Settings, pool) -> SendActivities:
                           dry_run=settings.dry_run, webhook=webhook)
 
 
+def digest_activities(settings: Settings, pool, sends: SendActivities) -> DigestActivities:
+    callback = None
+    if settings.progress_callback_url:
+        if settings.progress_callback_secret is None:
+            raise SystemExit("FOLLOWUPS_PROGRESS_CALLBACK_URL is set but FOLLOWUPS_PROGRESS_CALLBACK_SECRET is not: "
+                             "progress requests must be signed")
+        callback = ProgressCallback(settings.progress_callback_url, settings.progress_callback_secret.get_secret_value(),
+                                    settings.progress_callback_timeout_seconds)
+    return DigestActivities(DigestRecipients(pool), sends, grace=settings.digest_grace, callback=callback)
+
+
+def onboarding_activities(settings: Settings, pool) -> OnboardingActivities:
+    backend = None
+    if settings.accounts_webhook_url:
+        if settings.accounts_webhook_secret is None:
+            raise SystemExit("FOLLOWUPS_ACCOUNTS_WEBHOOK_URL is set but FOLLOWUPS_ACCOUNTS_WEBHOOK_SECRET is not: "
+                             "account requests must be signed")
+        backend = AccountsBackend(settings.accounts_webhook_url, settings.accounts_webhook_secret.get_secret_value(),
+                                  settings.accounts_webhook_timeout_seconds)
+    return OnboardingActivities(OneTimeSecrets(pool), backend)
+
+
+async def ensure_digest_schedule(client: Client, settings: Settings) -> None:
+    """The one digest Schedule (README: Digests), created or updated by every worker at start."""
+    if settings.digest_schedule_id:
+        schedule = dispatch_schedule(settings.temporal_task_queue, settings.digest_schedule_id,
+                                     settings.digest_grace, settings.digest_batch_size)
+        await ensure_dispatch_schedule(client, schedule, settings.digest_schedule_id)
+
+
 def build_worker(client: Client, settings: Settings, activities: SendActivities,
-                 leads: LeadActivities | None = None, roster: RosterActivities | None = None) -> Worker:
+                 leads: LeadActivities | None = None, roster: RosterActivities | None = None,
+                 digests: DigestActivities | None = None,
+                 announcements: AnnouncementActivities | None = None,
+                 onboarding: OnboardingActivities | None = None) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -67,7 +106,11 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
         workflow_runner=SANDBOX,
         activities=[activities.send_message, activities.recorded_request,
                     *([leads.record_lead_end] if leads else []),
-                    *([roster.change_roster, roster.fan_out] if roster else [])],
+                    *([roster.change_roster, roster.fan_out] if roster else []),
+                    *([digests.plan, digests.send_batch] if digests else []),
+                    *([announcements.announce_batch] if announcements else []),
+                    *([onboarding.issue_password, onboarding.forget_secret, onboarding.create_account,
+                       onboarding.revoke_account, onboarding.log_to_crm] if onboarding else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
@@ -83,12 +126,20 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         await migrate(pool)
         client = client or await connect_temporal(settings)
         sends = send_activities(settings, pool)
-        worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)), RosterActivities(Roster(pool), sends))
+        digests = digest_activities(settings, pool, sends)
+        worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)), RosterActivities(Roster(pool), sends),
+                              digests=digests, announcements=AnnouncementActivities(Announcements(pool), sends),
+                              onboarding=(onboarding := onboarding_activities(settings, pool)))
         try:
             async with worker:
+                await ensure_digest_schedule(client, settings)
                 yield worker
         finally:
             await sends.transport.close()
+            if digests.callback is not None:
+                await digests.callback.close()
+            if onboarding.backend is not None:
+                await onboarding.backend.close()
     finally:
         await pool.close()
 

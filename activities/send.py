@@ -2,6 +2,11 @@
 
 claim the business key in PostgreSQL (once) → skip suppressed or too-late → render → stamp
 Message-ID and one-click unsubscribe → deliver over SMTP → record sent / failed / skipped.
+The webhook channel POSTs the rendered text instead; the in_app channel stores it as a
+notification, marked sent in the same transaction. A recipient under 13 with a parent address
+(seed 004, COPPA) makes each message two: the recipient's and the parent's copy `{key}/parent`,
+each its own row through the same steps (`parent_copy: instead` records the recipient's row as
+skipped and sends only the copy).
 
 A second run of the same key never sends a second email: a finished key returns its recorded
 result. The one window SMTP cannot close (RFC 1047): the process dies after the server accepted
@@ -12,6 +17,7 @@ Message-ID. `Claim.interrupted` marks those retries and the crash test measures 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,14 +30,42 @@ from temporalio.exceptions import ApplicationError
 
 from activities import tokens
 from activities.mail import DeliveryRefused, Envelope, NoSmtputf8, SmtpTransport, Unbuildable, build, message_id
+from activities.onboarding import OneTimeSecrets
 from activities.render import Renderer, TemplateProblem
-from activities.store import Outbox, Suppressions, storable
+from activities.store import Notifications, Outbox, Suppressions, storable
 from activities.webhook import WebhookRefused, WebhookTransient, WebhookTransport
-from workflows.contracts import RECORDED_REQUEST, SEND_MESSAGE, DeliveryFailure, MessageCategory, SendRequest, SendResult, SendStatus
+from workflows.contracts import (
+    RECORDED_REQUEST, SEND_MESSAGE, DeliveryFailure, MessageCategory, Recipient, SendRequest, SendResult, SendStatus,
+)
 from workflows.core.steps import too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
 RECORD_RETRY_PAUSES = (0.1, 0.25, 0.5, 1, 2, 4, 8)  # ≈ 16 s of a 30 s attempt
+PARENT_COPY_OF = "parent_copy_of"  # in a parent's copy's context: the child's name, for the templates
+
+
+def parent_copy(request: SendRequest) -> SendRequest | None:
+    """The parent's copy of a message to a recipient under 13 (None for anyone else): the same
+    message under `{key}/parent`, to the parent's address, its context marking it a copy (kept in
+    the copy's own outbox row, so a resend of the copy is again rendered as one)."""
+    child = request.recipient
+    if not child.under_13 or child.parent_email is None:
+        return None
+    parent = Recipient(email=child.parent_email, name=child.parent_name or f"Parent of {child.name}"[:200],
+                       time_zone=child.time_zone)
+    return request.model_copy(update={"key": f"{request.key}/parent", "recipient": parent, "phone": None,
+                                      "context": {**request.context, PARENT_COPY_OF: child.name}})
+
+
+def parent_of(recipient: Recipient) -> dict | None:
+    """What the outbox keeps of a recipient under 13 (messages.parent), for a resend to follow."""
+    if not recipient.under_13 or recipient.parent_email is None:
+        return None
+    return {"email": str(recipient.parent_email), "name": recipient.parent_name, "copy": recipient.parent_copy}
+
+
+def _retryable(outcome: SendResult | BaseException) -> bool:
+    return isinstance(outcome, BaseException) and not (isinstance(outcome, ApplicationError) and outcome.non_retryable)
 
 
 @dataclass(frozen=True)
@@ -55,8 +89,10 @@ class Sender:
 class SendActivities:
     def __init__(self, outbox: Outbox, suppressions: Suppressions, renderer: Renderer,
                  transport: SmtpTransport, sender: Sender, dry_run: bool = False,
-                 webhook: WebhookTransport | None = None) -> None:
+                 webhook: WebhookTransport | None = None, notifications: Notifications | None = None) -> None:
         self.webhook = webhook
+        self.notifications = notifications or Notifications(outbox.pool)
+        self.secrets = OneTimeSecrets(outbox.pool)  # SendRequest.secret_ref: onboarding's temporary passwords
         self.unrecorded: dict[str, dict] = {}  # deliveries PostgreSQL was away for, written on the next call
         self.outbox = outbox
         self.suppressions = suppressions
@@ -69,12 +105,39 @@ class SendActivities:
     async def send_message(self, request: SendRequest) -> SendResult:
         if self.unrecorded:
             await self._flush_unrecorded()
+        copy = parent_copy(request)
+        if copy is None:
+            return await self._send(request)
+        if request.recipient.parent_copy == "instead":
+            await self._send(request, skip=f"under 13: sent to the parent instead, as {copy.key}")
+            return await self._send(copy)
+        # Both, each on its own row; one's failure never holds back the other. A retry after a
+        # transient failure finds the row that went through finished and sends only the other.
+        own, theirs = await self._attempt(request), await self._attempt(copy)
+        for outcome in (own, theirs):
+            if _retryable(outcome):
+                raise outcome  # type: ignore[misc]
+        if isinstance(own, BaseException):
+            raise own  # for good: the journey records it
+        if isinstance(theirs, BaseException):  # recorded as failed on the copy's row; the journey's own went out
+            activity.logger.warning("%s: the parent's copy failed for good: %s", copy.key, theirs)
+        return own
+
+    async def _attempt(self, request: SendRequest) -> SendResult | Exception:
+        try:
+            return await self._send(request)
+        except Exception as err:  # noqa: BLE001 (sorted by the caller: retried or recorded)
+            return err
+
+    async def _send(self, request: SendRequest, skip: str | None = None) -> SendResult:
+        """One message on its own row. `skip`: record it as skipped for this reason, send nothing."""
         email = str(request.recipient.email).lower()
         fields = dict(
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
             recipient=email, recipient_name=request.recipient.name, category=request.category.value,
             context=request.context, message_id=message_id(request.key, self.sender.domain),
             due_at=request.due_at, lease=SEND_LEASE, channel=request.channel, phone=request.phone,
+            parent=parent_of(request.recipient),
         )
         try:
             claim = await self.outbox.claim(**fields)
@@ -94,6 +157,11 @@ class SendActivities:
         def done(status: SendStatus, reason: str | None = None) -> SendResult:
             return SendResult(key=request.key, status=status, reason=reason, message_id=row["message_id"])
 
+        if skip is None and request.channel == "webhook" and PARENT_COPY_OF in request.context:
+            skip = "a parent's copy cannot go by webhook: the parent has no phone number here"
+        if skip is not None:
+            await self.outbox.finish(request.key, "skipped", reason=skip)
+            return done(SendStatus.SKIPPED, skip)
         now = datetime.now(timezone.utc)
         if too_late(request.not_after, now):
             reason = f"too late: due by {request.not_after.isoformat()}, reached the send step at {now.isoformat()}"
@@ -112,8 +180,11 @@ class SendActivities:
             "sender_name": self.sender.name,
             "postal_address": self.sender.postal_address,
             "unsubscribe_url": unsubscribe_url,
+            "channel": request.channel,
         }
         try:
+            if request.secret_ref is not None and request.channel == "email":  # in the render only, never stored
+                context = {**context, **await self.secrets.reveal(request.secret_ref)}
             rendered = self.renderer.render(request.template, context)
         except TemplateProblem as err:
             raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err)) from err
@@ -122,6 +193,8 @@ class SendActivities:
             return done(SendStatus.DRY_RUN, "dry run: not delivered")
         if request.channel == "webhook":
             return await self._post(request, rendered, claim.interrupted, done)
+        if request.channel == "in_app":
+            return await self._notify(request, email, rendered, done)
 
         envelope = Envelope(self.sender.email, self.sender.name, email, request.recipient.name,
                             row["message_id"], unsubscribe_url, request.key)
@@ -159,6 +232,8 @@ class SendActivities:
                 return done(SendStatus.SENT)
             await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
             raise  # retried with backoff by the activity's retry policy
+        if request.secret_ref is not None:  # sent: the one-time secret is used up (the journey deletes it too)
+            await self.secrets.forget(request.secret_ref)
         return done(SendStatus.SENT)
 
     async def _failed_for_good(self, key: str, failure: str, reason: str, message: str,
@@ -223,15 +298,33 @@ class SendActivities:
                                 reason="sent again after an interrupted attempt" if interrupted else None)
         return done(SendStatus.SENT)
 
+    async def _notify(self, request: SendRequest, email: str, rendered, done) -> SendResult:
+        """The in_app channel: the rendered subject and text as a notification for the recipient's
+        address; same outbox, same rules. Stored and recorded sent in one transaction, so an
+        interrupted attempt has stored nothing and the next one stores it once."""
+        try:
+            await self.notifications.deliver(
+                key=request.key, recipient=email, journey=request.journey, entity_id=request.entity_id,
+                template=request.template, title=rendered.subject, body=rendered.text)
+        except Exception as err:  # noqa: BLE001 (PostgreSQL away: let the next attempt store it at once)
+            with contextlib.suppress(Exception):
+                await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
+            raise
+        return done(SendStatus.SENT)
+
     @activity.defn(name=RECORDED_REQUEST)
     async def recorded_request(self, key: str) -> SendRequest | None:
-        """The request a message was first sent with, for a forced resend under a new key."""
+        """The request a message was first sent with, for a forced resend under a new key (to a
+        recipient under 13, the parent's copy follows again)."""
         row = await self.outbox.get(key)
         if row is None:
             return None
+        parent = json.loads(row["parent"]) if row["parent"] else None
+        under_13 = {} if parent is None else {"under_13": True, "parent_email": parent["email"],
+                                              "parent_name": parent["name"], "parent_copy": parent["copy"]}
         return SendRequest(
             key=key, journey=row["journey"], entity_id=row["entity_id"], template=row["template"],
-            recipient={"email": row["recipient"], "name": row["recipient_name"] or row["recipient"]},
+            recipient={"email": row["recipient"], "name": row["recipient_name"] or row["recipient"], **under_13},
             context=json.loads(row["context"]), category=MessageCategory(row["category"]),
             due_at=row["due_at"] or row["created_at"], channel=row["channel"], phone=row["phone"],
         )

@@ -1,4 +1,5 @@
-"""All SQL of Followups: the message outbox, suppressions, and the migrations that create them."""
+"""All SQL of Followups: the message outbox, suppressions, in-app notifications, and the
+migrations that create them."""
 
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ class Claim:
     interrupted: bool = False  # an earlier attempt stopped mid-send: the one window SMTP cannot close
 
 
+_FINISH = """UPDATE messages SET status = $2, reason = $3, subject = COALESCE($4, subject),
+                     smtp_response = $5, lease_until = NULL, updated_at = now(),
+                     sent_at = CASE WHEN $2 IN ('sent', 'dry_run') THEN now() ELSE sent_at END
+              WHERE key = $1"""
+
+
 class Outbox:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -75,16 +82,18 @@ class Outbox:
     async def claim(self, *, key: str, journey: str, entity_id: str, template: str, recipient: str,
                     recipient_name: str, category: str, context: dict[str, Any], message_id: str,
                     due_at: datetime | None, lease: timedelta, channel: str = "email",
-                    phone: str | None = None) -> Claim:
-        """Record the key as queued (once) and take a lease on sending it."""
+                    phone: str | None = None, parent: dict[str, Any] | None = None) -> Claim:
+        """Record the key as queued (once) and take a lease on sending it. `parent`: the recipient is
+        under 13 (their parent's address and copy rule), kept so a forced resend follows it too."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name,
-                                         category, context, status, message_id, due_at, channel, phone)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12)
+                                         category, context, status, message_id, due_at, channel, phone, parent)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12, $13::jsonb)
                    ON CONFLICT (key) DO NOTHING""",
                 key, journey, entity_id, template, recipient, recipient_name, category,
                 json.dumps(context), message_id, due_at, channel, phone,
+                None if parent is None else json.dumps(parent),
             )
             row = await conn.fetchrow("SELECT * FROM messages WHERE key = $1 FOR UPDATE", key)
             assert row is not None
@@ -111,13 +120,7 @@ class Outbox:
 
     async def finish(self, key: str, status: str, *, reason: str | None = None, subject: str | None = None,
                      smtp_response: str | None = None) -> None:
-        await self.pool.execute(
-            """UPDATE messages SET status = $2, reason = $3, subject = COALESCE($4, subject),
-                      smtp_response = $5, lease_until = NULL, updated_at = now(),
-                      sent_at = CASE WHEN $2 IN ('sent', 'dry_run') THEN now() ELSE sent_at END
-               WHERE key = $1""",
-            key, status, reason, subject, smtp_response,
-        )
+        await self.pool.execute(_FINISH, key, status, reason, subject, smtp_response)
 
     async def get(self, key: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM messages WHERE key = $1", key)
@@ -137,6 +140,55 @@ class Outbox:
             "SELECT count(*) FROM messages WHERE starts_with(key, $1) AND substr(key, length($1) + 1) ~ '^[0-9]+$'",
             key + "/resend-",
         )
+
+
+class Notifications:
+    """In-app notifications (migration 006): what the send step delivers on the `in_app` channel,
+    one per message key, read by the app through /v1/notifications. A recipient is the address a
+    journey has for them, lower-cased as in `messages.recipient`."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def deliver(self, *, key: str, recipient: str, journey: str, entity_id: str, template: str,
+                      title: str, body: str) -> int:
+        """Store the notification of `key` and record its message as sent, in one transaction: unlike
+        SMTP there is no window in which it is delivered and not recorded. A second call for the same
+        key stores nothing. The notification's id."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            notification_id = await conn.fetchval(
+                "INSERT INTO notifications (key, recipient, journey, entity_id, template, title, body) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING id",
+                key, recipient.lower(), journey, entity_id, template, title, body)
+            if notification_id is None:
+                notification_id = await conn.fetchval("SELECT id FROM notifications WHERE key = $1", key)
+            await conn.execute(_FINISH, key, "sent", None, title, f"notification {notification_id}")
+            return notification_id
+
+    async def page(self, recipient: str, *, before: int | None, limit: int, unread_only: bool) -> list[asyncpg.Record]:
+        """Newest first: the next `limit` notifications with an id below `before` (keyset order)."""
+        return await self.pool.fetch(
+            "SELECT * FROM notifications WHERE recipient = $1 AND ($2::bigint IS NULL OR id < $2) "
+            "AND (NOT $3 OR read_at IS NULL) ORDER BY id DESC LIMIT $4",
+            recipient.lower(), before, unread_only, limit)
+
+    async def unread(self, recipient: str) -> int:
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE recipient = $1 AND read_at IS NULL", recipient.lower())
+
+    async def mark_read(self, notification_id: int) -> asyncpg.Record | None:
+        """Mark one read (it keeps the time it was first read); None for an id that does not exist."""
+        return await self.pool.fetchrow(
+            "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 RETURNING *",
+            notification_id)
+
+    async def mark_all_read(self, recipient: str, up_to: int | None = None) -> int:
+        """Mark every unread notification of `recipient` read (only those up to id `up_to`, the
+        newest the person saw, if given); how many changed."""
+        status = await self.pool.execute(
+            "UPDATE notifications SET read_at = now() WHERE recipient = $1 AND read_at IS NULL "
+            "AND ($2::bigint IS NULL OR id <= $2)", recipient.lower(), up_to)
+        return int(status.split()[-1])
 
 
 class Suppressions:
@@ -209,7 +261,8 @@ class Leads:
         if not counts["started"]:
             return None
         steps = await self.pool.fetch(
-            "SELECT split_part(m.key, '/', 2) AS step, count(*) AS sent FROM leads l "
+            # leads, not messages: a parent's copy (`…/step-1/parent`) or a resend is the same lead emailed
+            "SELECT split_part(m.key, '/', 2) AS step, count(DISTINCT l.lead_id) AS sent FROM leads l "
             "JOIN messages m ON m.journey = 'lead' AND m.entity_id = l.lead_id "
             "WHERE l.campaign = $1 AND m.status IN ('sent', 'dry_run') GROUP BY 1 ORDER BY 1",
             campaign,

@@ -1,7 +1,7 @@
 """`make bench` / `make bench-quick`: every benchmark, one after the other, each printing its table
 side by side with the peers and writing bench/results/*.json.
 
-    .venv/bin/python -m bench.run [--quick] [--only lateness,crash,throughput,memory,render,events,import_health]
+    .venv/bin/python -m bench.run [--quick] [--only lateness,crash,throughput,memory,render,events,import_health,lms]
 
 A benchmark that fails stops the run with its exit code: a number that could not be measured is
 never reported as if it had been.
@@ -25,6 +25,7 @@ BENCHES = {
     "render": ("bench.render", [], ["--quick"]),
     "events": ("bench.events", [], ["--quick"]),  # 200 confirms per variant; --quick 50 (under a minute)
     "import_health": ("bench.import_health", [], ["--quick"]),  # 400,000 bad rows (~1 min); --quick 40,000
+    "lms": ("bench.lms", [], ["--quick"]),  # a 10,000-recipient announcement; declared starts (~2 min)
     "throughput": ("bench.throughput", ["--rows", "10000", "--emails", "3000", "--variants", "bare,http"],
                    ["--quick"]),
     "memory": ("bench.memory", ["--journeys", "1000,5000"], ["--quick"]),

@@ -22,10 +22,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from activities.definitions import Definitions
 from activities.store import LeadImports, Leads, Outbox, Suppressions, connect, migrate
 from settings import Settings
 from starter.connect import connect_temporal
-from starter.routes import journeys, leads, operations, sessions
+from starter.declared import Declared
+from starter.routes import courses, declared, journeys, leads, notifications, operations, sessions
+from starter.routes import digests
 from starter.service import Journeys, ServiceError
 from starter.views import ErrorBody
 from workflows.core.fields import SMTPUTF8_ADDRESSES
@@ -40,12 +43,14 @@ class BodyLimit:
     """413 for bodies over the limit, whether or not Content-Length is honest."""
 
     def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None) -> None:
-        self.app, self.default, self.limits = app, limit, limits or {}
+        """`limits`: path pattern (a regular expression the whole path matches) → its own limit."""
+        self.app, self.default = app, limit
+        self.limits = [(re.compile(pattern), size) for pattern, size in (limits or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.limits.get(scope["path"], self.default)
+        limit = next((size for pattern, size in self.limits if pattern.fullmatch(scope["path"])), self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _too_large(limit, send)
@@ -169,6 +174,8 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         app.state.lead_imports = LeadImports(app.state.pool)
         app.state.outbox = Outbox(app.state.pool)
         app.state.suppressions = Suppressions(app.state.pool)
+        app.state.declared = Declared(app.state.client, settings, Definitions(app.state.pool))
+        await app.state.declared.definitions.install_builtins(app.state.declared.templates)
         app.openapi()  # built once now, not by the first request that needs it
         # Everything loaded so far lives as long as the process: out of the collector's sight, a full
         # collection (triggered by a large import's churn) scans what requests create, not the app.
@@ -185,8 +192,10 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         lifespan=lifespan,
         responses={code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)},
     )
+    app.add_middleware(declared.YamlBodies)  # inside the body limit: YAML is read after it is bounded
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes,
-                       limits={"/v1/leads/import": settings.api_max_import_bytes})
+                       limits={"/v1/leads/import": settings.api_max_import_bytes,  # lists of people
+                               "/v1/courses/[^/]+/announcements": settings.api_max_import_bytes})
     app.add_middleware(PlainUrls)
     app.add_middleware(AddressPolicy, smtputf8=settings.smtputf8)
 
@@ -239,5 +248,9 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     app.include_router(leads.router(authed))  # before the journeys: /v1/leads/import is not a lead id
     app.include_router(journeys.router(authed, after_start={"lead": leads.record_lead}))
     app.include_router(sessions.router(authed))
+    app.include_router(notifications.router(authed))
     app.include_router(operations.router(authed, settings))
+    app.include_router(declared.router(authed))
+    app.include_router(courses.router(authed, settings))
+    app.include_router(digests.router(authed))
     return app

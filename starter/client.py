@@ -17,9 +17,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from starter.routes.courses import AnnouncementBody, AnnouncementView
+from starter.routes.declared import DeclaredView, DefinitionHistory, DefinitionList, DefinitionView
+from starter.routes.digests import ProgressView
 from starter.routes.leads import CampaignStatsView, ImportView, ProblemsPage
+from starter.routes.notifications import MarkedRead, NotificationPage, NotificationView, UnreadCount
 from starter.routes.operations import BulkView, ResendView
 from starter.views import VIEWS, JourneyView, MessageView
+from workflows.declared.models import DeclaredStart
 from workflows.registry import KINDS, JourneyKind
 
 
@@ -138,3 +143,84 @@ class FollowupsClient:
 
     def resend(self, key: str) -> ResendView:
         return ResendView.model_validate(self._call("POST", f"/v1/messages/{key}/resend"))
+
+    def put_progress(self, recipient: str, *, email: str, name: str, time_zone: str,
+                     digests: list[str] | None = None, progress: dict[str, Any] | None = None) -> ProgressView:
+        """Register or replace a digest recipient (weekly, monthly, manager digests) and their progress."""
+        body = {"email": email, "name": name, "time_zone": time_zone, "progress": progress,
+                **({"digests": digests} if digests is not None else {})}
+        return ProgressView.model_validate(self._call("PUT", f"/v1/progress/{recipient}", json=body))
+
+    def get_progress(self, recipient: str) -> ProgressView:
+        return ProgressView.model_validate(self._call("GET", f"/v1/progress/{recipient}"))
+
+    def delete_progress(self, recipient: str) -> None:
+        """No more digests for `recipient`."""
+        response = self.http.request("DELETE", f"/v1/progress/{recipient}")
+        if response.status_code >= 400:  # 204 has no body for _call to read
+            raise FollowupsError(response.status_code, response.json())
+
+    # --- announcements ---------------------------------------------------------------------------
+
+    def announce(self, course: str, announcement: AnnouncementBody | dict[str, Any]) -> AnnouncementView:
+        """A new-content notice to the course's enrolled list (or `recipients`), once per announcement id."""
+        body = announcement if isinstance(announcement, dict) else _jsonable(announcement)
+        return AnnouncementView.model_validate(self._call("POST", f"/v1/courses/{course}/announcements", json=body))
+
+    def announcement(self, course: str, announcement_id: str) -> AnnouncementView:
+        return AnnouncementView.model_validate(self._call("GET", f"/v1/courses/{course}/announcements/{announcement_id}"))
+
+    # --- declared journeys ----------------------------------------------------------------------
+
+    def save_definition(self, name: str, definition: dict[str, Any] | str) -> DefinitionView:
+        """Save a definition (a dict, or YAML text) as a new version; the same body again is not one."""
+        if isinstance(definition, str):
+            answer = self._call("PUT", f"/v1/journey-definitions/{name}", content=definition.encode(),
+                                headers={"Content-Type": "application/yaml"})
+        else:
+            answer = self._call("PUT", f"/v1/journey-definitions/{name}", json=definition)
+        return DefinitionView.model_validate(answer)
+
+    def definition(self, name: str, version: int | None = None) -> DefinitionView:
+        if version is not None:
+            return DefinitionView.model_validate(self._call("GET", f"/v1/journey-definitions/{name}/versions/{version}"))
+        return DefinitionHistory.model_validate(self._call("GET", f"/v1/journey-definitions/{name}")).latest
+
+    def definition_versions(self, name: str) -> DefinitionHistory:
+        return DefinitionHistory.model_validate(self._call("GET", f"/v1/journey-definitions/{name}"))
+
+    def definitions(self) -> list[DefinitionView]:
+        return DefinitionList.model_validate(self._call("GET", "/v1/journey-definitions")).definitions
+
+    def start_journey(self, name: str, start: DeclaredStart | dict[str, Any]) -> DeclaredView:
+        """Start a journey of the definition `name` (at its latest version, which it keeps)."""
+        body = start if isinstance(start, dict) else _jsonable(start)
+        return DeclaredView.model_validate(self._call("POST", f"/v1/journeys/{name}", json=body))
+
+    def journey(self, name: str, entity_id: str) -> DeclaredView:
+        return DeclaredView.model_validate(self._call("GET", f"/v1/journeys/{name}/{entity_id}"))
+
+    def journey_event(self, name: str, entity_id: str, event: str, *, at: datetime | None = None,
+                      member_id: str | None = None, event_id: str | None = None) -> DeclaredView:
+        body = {k: _jsonable(v) for k, v in dict(at=at, member_id=member_id, event_id=event_id).items() if v is not None}
+        return DeclaredView.model_validate(self._call("POST", f"/v1/journeys/{name}/{entity_id}/events/{event}",
+                                                      json=body or None))
+
+    def notifications(self, recipient: str, *, limit: int = 50, before: int | None = None,
+                      unread_only: bool = False) -> NotificationPage:
+        """One page of a recipient's in-app notifications, newest first; pass `next_before` back for the next."""
+        params: dict[str, Any] = {"recipient": recipient, "limit": limit, "unread_only": unread_only}
+        if before is not None:
+            params["before"] = before
+        return NotificationPage.model_validate(self._call("GET", "/v1/notifications", params=params))
+
+    def unread_count(self, recipient: str) -> int:
+        return UnreadCount.model_validate(self._call("GET", "/v1/notifications/unread-count",
+                                                     params={"recipient": recipient})).unread
+
+    def mark_read(self, notification_id: int) -> NotificationView:
+        return NotificationView.model_validate(self._call("POST", f"/v1/notifications/{notification_id}/read"))
+
+    def mark_all_read(self, recipient: str, up_to: int | None = None) -> MarkedRead:
+        params: dict[str, Any] = {"recipient": recipient, **({"up_to": up_to} if up_to is not None else {})}
+        return MarkedRead.model_validate(self._call("POST", "/v1/notifications/read-all", params=params))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,7 @@ class Scenario:
     kind: JourneyKind
     start: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[timedelta, str, dict[str, Any]]] = field(default_factory=list)
+    service: Callable[..., Any] | None = None  # (client, settings, kind) → its Journeys; default: Journeys
 
     @property
     def sample(self) -> PreviewSample:
@@ -143,7 +145,7 @@ async def play(scenario: Scenario, settings: Settings) -> Preview:
     env = await embedded.start_time_skipping(runtime=_preview_runtime())
     async with env, worker.running_worker(settings, env.client):
         anchor = await env.get_current_time()
-        journeys = Journeys(env.client, settings, kind)
+        journeys = (scenario.service or Journeys)(env.client, settings, kind)
         await journeys.start_durably(scenario.start_at(anchor))  # signals: updates are unreliable on this server
         handle = env.client.get_workflow_handle(kind.workflow_id(PREVIEW_ID))
         lines: list[Line] = []

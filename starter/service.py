@@ -114,10 +114,11 @@ def default_policy(kind: JourneyKind, settings: Settings) -> BaseModel:
 class Journeys:
     """Start, steer and read the journeys of one kind."""
 
-    def __init__(self, client: Client, settings: Settings, kind: JourneyKind, reply_wait: float = REPLY_WAIT) -> None:
+    def __init__(self, client: Client, settings: Settings, kind: JourneyKind, reply_wait: float = REPLY_WAIT,
+                 templates: frozenset[str] | None = None) -> None:
         self.client, self.settings, self.kind, self.reply_wait = client, settings, kind, reply_wait
         self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}  # entity id → (gate, callers holding or waiting)
-        self.templates = template_names()
+        self.templates = templates if templates is not None else template_names()
 
     def _handle(self, entity_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(self.kind.workflow_id(entity_id))

@@ -7,9 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from workflows.core.fields import EmailAddress, PersonName, Strict, TimeZone
+from workflows.core.fields import EmailAddress, Flag, PersonName, Strict, TimeZone
 
 # Activity type names: the workflow schedules them by name, the worker registers the implementations.
 SEND_MESSAGE = "send_message"
@@ -18,7 +19,8 @@ RECORD_LEAD_END = "record_lead_end"
 CHANGE_ROSTER = "change_roster"
 FAN_OUT = "fan_out_to_roster"
 
-Channel = Literal["email", "webhook"]
+# in_app: stored in PostgreSQL as a notification for the recipient (GET /v1/notifications)
+Channel = Literal["email", "webhook", "in_app"]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]  # E.164
 
 
@@ -33,7 +35,37 @@ class DeliveryFailure:
     ALL = frozenset({REFUSED, TEMPLATE, ADDRESS, UNBUILDABLE, UNSTORABLE})
 
 
-class Recipient(Strict):
+class ParentCopy(Strict):
+    """Seed 004 (COPPA): a recipient under 13 whose messages go to a parent as well, or instead. The
+    send step makes each copy a message of its own (`{key}/parent`, its own outbox row), so every
+    journey whose recipient carries these fields gets them. Defaults keep recorded inputs decoding.
+    The base of every model that names who a message is for (Recipient, a payer, an attendee)."""
+
+    under_13: Flag = False
+    parent_email: EmailAddress | None = Field(None, description="the parent's address: required when under_13 is true")
+    parent_name: PersonName | None = None
+    parent_copy: Literal["also", "instead"] = Field(
+        "also", description="under 13: the parent gets a copy of every message (also) or each message instead")
+
+    @model_validator(mode="after")
+    def _a_parent_for_a_child(self) -> ParentCopy:
+        problem = None
+        if self.under_13 and self.parent_email is None:
+            problem = "a recipient under 13 needs parent_email: their messages go to the parent"
+        own = getattr(self, "email", None)
+        if self.parent_email is not None and own is not None and self.parent_email.lower() == str(own).lower():
+            problem = "parent_email must be another address than the recipient's own"
+        if problem is not None:
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("value_error", problem), loc=("parent_email",), input=self.parent_email)])
+        return self
+
+    def parent_fields(self) -> dict[str, Any]:
+        return {"under_13": self.under_13, "parent_email": self.parent_email, "parent_name": self.parent_name,
+                "parent_copy": self.parent_copy}
+
+
+class Recipient(ParentCopy):
     email: EmailAddress
     name: PersonName  # no control characters: the name goes into the To: header
     time_zone: TimeZone = None
@@ -58,6 +90,9 @@ class SendRequest(Strict):
     not_after: datetime | None = None
     channel: Channel = "email"
     phone: str | None = None  # webhook: the recipient's E.164 number, for SMS/WhatsApp providers
+    # The id of a one-time secret in PostgreSQL (onboarding's temporary password): an email's render
+    # context gets it at send time, never `context`, history or the outbox; deleted once sent.
+    secret_ref: str | None = None
 
 
 class SendStatus(StrEnum):

@@ -38,6 +38,14 @@ from workflows.session.models import (
     SESSION_CLOSED, ClassSession, SessionEvent, SessionInput, SessionPolicy, SessionState,
 )
 from workflows.session.workflow import SessionJourney
+from workflows.tutor import rules as tutor_rules
+from workflows.tutor.models import TUTOR_CLOSED, Tutor, TutorEvent, TutorInput, TutorPolicy, TutorState
+from workflows.tutor.workflow import TutorJourney
+from workflows.onboarding import rules as onboarding_rules
+from workflows.onboarding.models import (
+    ONBOARDING_CLOSED, Approval, OnboardingEvent, OnboardingInput, OnboardingPolicy, OnboardingState,
+)
+from workflows.onboarding.workflow import OnboardingJourney
 
 
 @dataclass(frozen=True)
@@ -232,5 +240,41 @@ PAYMENT = JourneyKind(
         "description": "Invoice 2026-001", "started_at": at}),
 )
 
-KINDS: dict[str, JourneyKind] = {kind.name: kind for kind in (INTERVIEW, APPOINTMENT, LEAD, SESSION, PAYMENT)}
+TUTOR = JourneyKind(
+    name="tutor", plural="tutors", workflow=TutorJourney, start_model=Tutor, input_model=TutorInput,
+    state_model=TutorState, policy_model=TutorPolicy, event_union=TutorEvent, closed=TUTOR_CLOSED,
+    rules=tutor_rules, input_field="tutor", start_signal="begin",
+    events=(EventRoute("rescheduled", "rescheduled"), EventRoute("close", "close"), EventRoute("cancel", "cancel")),
+    summary=lambda t: f"Tutor {t.tutor_id}: {t.tutor.name} <{t.tutor.email}>, manager <{t.manager_email}>",
+    templates=("tutor_supportive", "tutor_manager_alert"), tag="tutors",
+    description="Seed 004: one journey per tutor for years; 3+ reschedules in 7 days → a supportive email, "
+                "6+ in 14 days → the manager is told, each once until its window clears.",
+    preview=PreviewSample("start", lambda at: {
+        "tutor": {"email": "tutor@example.com", "name": "Tom Tutor", "time_zone": "Europe/Berlin"},
+        "manager_email": "manager@example.com", "manager_name": "Mia Manager",
+        "support_url": "https://lms.example.com/tutors/scheduling-help"},
+        events={"rescheduled": lambda given: {"session_id": "preview-session"}}),
+)
+
+ONBOARDING = JourneyKind(
+    name="onboarding", plural="onboardings", workflow=OnboardingJourney, start_model=Approval,
+    input_model=OnboardingInput, state_model=OnboardingState, policy_model=OnboardingPolicy,
+    event_union=OnboardingEvent, closed=ONBOARDING_CLOSED, rules=onboarding_rules, input_field="approval",
+    start_signal="begin", events=(EventRoute("proceed", "proceed"), EventRoute("cancel", "cancel")),
+    summary=lambda a: (f"Onboarding {a.onboarding_id}: {a.student.name} <{a.student.email}>, approved by "
+                       f"{a.approved_by.name}"),
+    templates=("onboarding_welcome", "onboarding_whatsapp", "onboarding_admin_report"), tag="onboardings",
+    check=lambda a, now: (("welcome_call.scheduled_at", "welcome_call.scheduled_at is in the past")
+                          if a.welcome_call is not None and a.welcome_call.scheduled_at <= now else None),
+    description="Seed 003 (CTA approval): account, credentials by email, WhatsApp welcome, welcome call, CRM entry, "
+                "lead converted, the admin told; a permanent failure undoes the account and says what was done.",
+    preview=PreviewSample("approval", lambda at: {
+        "student": {"email": "student@example.com", "name": "Sam Student", "time_zone": "Europe/Berlin"},
+        "approved_by": {"email": "admin@example.com", "name": "Ada Admin"},
+        "login_url": "https://lms.example.com/login",
+        "welcome_call": {"scheduled_at": at + timedelta(days=2), "host": "Alex Advisor"}}),
+)
+
+KINDS: dict[str, JourneyKind] = {kind.name: kind for kind in (INTERVIEW, APPOINTMENT, LEAD, SESSION, PAYMENT, TUTOR,
+                                                              ONBOARDING)}
 WORKFLOWS = [kind.workflow for kind in KINDS.values()]

@@ -8,10 +8,13 @@ from __future__ import annotations
 import typer
 
 from starter.cli.bulk import bulk_app
+from starter.cli.courses import announce
+from starter.cli.declared import definitions_app, journey_app, preview_definition
 from starter.cli.common import parse_duration, parse_when
 from starter.cli.journeys import add_kinds
 from starter.cli.leads import leads_app
 from starter.cli.messages import add_messages
+from starter.cli.notifications import notifications_app
 from starter.cli.preview import preview_app
 from starter.cli.stack import add_stack
 
@@ -23,4 +26,9 @@ add_kinds(app)
 app.add_typer(leads_app, name="leads")
 app.add_typer(bulk_app, name="bulk")
 add_messages(app)
+app.add_typer(notifications_app, name="notifications")
+app.command("announce")(announce)
+app.add_typer(definitions_app, name="definitions")
+app.add_typer(journey_app, name="journey")
+preview_app.command("definition")(preview_definition)
 app.add_typer(preview_app, name="preview")

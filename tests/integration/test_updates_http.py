@@ -42,6 +42,10 @@ def start_body(kind: str, uid: str) -> dict:
                     "attendees": [{"attendee_id": "ann", "name": "Ann", "email": f"ann-{uid}@example.test"}]},
         "payment": {"payment_id": uid, "payer": person, "amount": "49.90", "currency": "EUR",
                     "payment_url": "https://pay.example.com/1"},
+        "tutor": {"tutor_id": uid, "tutor": person, "manager_email": f"manager-{uid}@example.test"},
+        "onboarding": {"onboarding_id": uid, "student": person, "login_url": "https://lms.example.com/login",
+                       "approved_by": {"email": f"admin-{uid}@example.test", "name": "Ada Admin"},
+                       "policy": {"undo_window": "PT1H"}},  # so that the cancel comes before any step
     }[kind]
 
 
@@ -53,6 +57,8 @@ EVENTS = {
     "session": [("attendees", {"attendee": {"attendee_id": "bob", "name": "Bob", "email": "bob@example.test"}}),
                 ("cancel", {"notify": False})],
     "payment": [("paid", {"reference": "ch_1"})],
+    "tutor": [("rescheduled", {"session_id": "s-1"}), ("close", {"reason": "left"})],
+    "onboarding": [("cancel", {"reason": "approved by mistake"})],
 }
 
 

@@ -10,8 +10,10 @@ from activities.mail import message_id
 from workflows.appointment import rules as appointment
 from workflows.interview import rules as interview
 from workflows.lead import rules as lead
+from workflows.onboarding import rules as onboarding
 from workflows.payment import rules as payment
 from workflows.session import rules as session
+from workflows.tutor import rules as tutor
 
 AT = datetime(2026, 12, 10, 9, 30, tzinfo=timezone.utc)
 
@@ -40,6 +42,23 @@ def test_lead_payment_and_session_keys():
             == "session-alg-7/reminder-24h-20261201T090000Z/ann/email")
     assert session.key("alg-7", "checkin") == "session-alg-7/checkin"
 
+
+def test_tutor_keys():
+    # one per alert episode: the second of the reschedule that brought the count to the threshold
+    later = datetime(2026, 12, 10, 10, 30, 15, 250000, tzinfo=timezone(timedelta(hours=1)))
+    assert tutor.supportive_key("t-7", later) == "tutor-t-7/supportive-20261210T093015Z"
+    assert tutor.manager_key("t-7", AT) == "tutor-t-7/manager-20261210T093000Z"
+
+
+def test_onboarding_keys():
+    # the account's key is what the backend dedupes account.create on: a change would create accounts twice
+    assert onboarding.account_key("cta-7") == "onboarding-cta-7/account"
+    assert onboarding.revoke_key("cta-7") == "onboarding-cta-7/revoke"
+    assert onboarding.welcome_key("cta-7") == "onboarding-cta-7/welcome"
+    assert onboarding.crm_key("cta-7") == "onboarding-cta-7/crm"
+    assert onboarding.report_key("cta-7") == "onboarding-cta-7/admin-report"
+    assert onboarding.secret_ref("cta-7") == "onboarding-cta-7/password"
+    assert onboarding.converted_event_id("cta-7") == "onboarding-cta-7/converted"
 
 def test_message_id():
     assert message_id("interview-42/followup-1", "example.com") == "<0c23e7ce432dd405b3d3c7e2b1d54148@example.com>"

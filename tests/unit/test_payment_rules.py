@@ -158,7 +158,7 @@ def test_the_webhook_channel_needs_the_payers_phone():
 
 
 @pytest.mark.parametrize("channels, why", [([], "at least 1 item"), (["email", "email"], "each channel once"),
-                                           (["sms"], "'email' or 'webhook'")])
+                                           (["sms"], "'email', 'webhook' or 'in_app'")])
 def test_channels_are_distinct_and_known(channels, why):
     loc, message = refusal(channels=channels)
     assert loc[0] == "channels" and why in message

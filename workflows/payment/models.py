@@ -19,7 +19,7 @@ from pydantic import (
 )
 from temporalio import workflow
 
-from workflows.contracts import Channel, Phone, Recipient
+from workflows.contracts import Channel, ParentCopy, Phone, Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
     EmailAddress, EntityId, Moment, PersonName, PositiveDuration, ShortText, Strict, TimeZone, WebUrl, overrides_of,
@@ -113,7 +113,7 @@ class PaymentPolicy(Strict):
 PaymentPolicyOverrides = overrides_of(PaymentPolicy)
 
 
-class Payer(Strict):
+class Payer(ParentCopy):
     email: EmailAddress
     name: PersonName  # no control characters: the name goes into the To: header
     time_zone: TimeZone = None
@@ -121,7 +121,7 @@ class Payer(Strict):
     phone: Phone | None = None  # E.164, for the webhook channel (SMS/WhatsApp providers)
 
     def recipient(self) -> Recipient:
-        return Recipient(email=self.email, name=self.name, time_zone=self.time_zone)
+        return Recipient(email=self.email, name=self.name, time_zone=self.time_zone, **self.parent_fields())
 
 
 class Payment(Strict):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from workflows.contracts import Channel, Phone, Recipient
+from workflows.contracts import Channel, ParentCopy, Phone, Recipient
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
     Count, EmailAddress, EntityId, Flag, Moment, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, TimeZone, Title, WebUrl, overrides_of,
@@ -22,7 +22,7 @@ def _distinct_channels(value: list[str]) -> list[str]:
     return value
 
 
-class Attendee(Strict):
+class Attendee(ParentCopy):
     attendee_id: EntityId
     name: PersonName
     email: EmailAddress
@@ -31,7 +31,7 @@ class Attendee(Strict):
     channels: Annotated[list[Channel], Field(min_length=1), AfterValidator(_distinct_channels)] = ["email"]
 
     def recipient(self) -> Recipient:
-        return Recipient(email=self.email, name=self.name, time_zone=self.time_zone)
+        return Recipient(email=self.email, name=self.name, time_zone=self.time_zone, **self.parent_fields())
 
 
 class Tutor(Strict):
