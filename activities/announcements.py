@@ -15,10 +15,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.roster import _kind_of
-from activities.send import SendActivities
+from activities.send import SendActivities, reason_kind
 from workflows.announcement import ANNOUNCE_BATCH, Batch, BatchReport, workflow_id
-from workflows.contracts import DeliveryFailure, MessageCategory, Recipient, SendRequest, SendStatus
+from workflows.contracts import MessageCategory, Recipient, SendRequest, SendStatus
 
 SENDS_IN_FLIGHT = 20
 TEMPLATE = "course_announcement"
@@ -109,7 +108,7 @@ class Announcements:
             elif row["status"] == "failed":
                 failed += row["n"]
             else:
-                skipped[_kind_of(row["reason"] or "skipped")] += row["n"]
+                skipped[reason_kind(row["reason"])] += row["n"]
         return Counts(audience, sent, failed, dict(skipped))
 
 
@@ -143,19 +142,14 @@ class AnnouncementActivities:
                 context={"course": batch.course, "title": body["title"], "url": body["url"],
                          "summary": body.get("summary"), "name": recipient.name})
             async with gate:
-                try:
-                    result = await self.sends.send_message(request)
-                except ApplicationError as err:
-                    if err.type in DeliveryFailure.ALL:
-                        return SendStatus.FAILED, err.message
-                    raise
+                result = await self.sends.send_counted(request)
             return result.status, result.reason
 
         outcomes = await asyncio.gather(*(one(row) for row in people), return_exceptions=True)
         if errors := [o for o in outcomes if isinstance(o, BaseException)]:
             raise errors[0]
         done = [o for o in outcomes if not isinstance(o, BaseException)]
-        skipped = Counter(_kind_of(reason or status.value) for status, reason in done if status == SendStatus.SKIPPED)
+        skipped = Counter(reason_kind(reason or status.value) for status, reason in done if status == SendStatus.SKIPPED)
         return BatchReport(recipients=len(people), sent=sum(1 for status, _ in done if status.delivered),
                            failed=sum(1 for status, _ in done if status == SendStatus.FAILED), skipped=dict(skipped),
                            last=people[-1]["email"] if len(page) > batch.limit else None)

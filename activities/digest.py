@@ -34,9 +34,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.mail import message_id
-from activities.send import SEND_LEASE, SendActivities
+from activities.send import SEND_LEASE, SendActivities, reason_kind
 from activities.webhook import signature
-from workflows.contracts import DeliveryFailure, MessageCategory, Recipient, SendRequest, SendStatus
+from workflows.contracts import MessageCategory, Recipient, SendRequest, SendStatus
 from workflows.core import search
 from workflows.digest import rules
 from workflows.digest.models import (
@@ -175,7 +175,7 @@ class DigestActivities:
         if errors := [o for o in outcomes if isinstance(o, BaseException)]:
             raise errors[0]  # transient: the batch is retried, and finds what went out recorded as done
         counts = Counter(outcome for outcome, _ in outcomes)  # type: ignore[misc]
-        skipped = Counter(_kind_of(reason) for outcome, reason in outcomes  # type: ignore[misc]
+        skipped = Counter(reason_kind(reason) for outcome, reason in outcomes  # type: ignore[misc]
                           if outcome == "skipped")
         last = Cursor(time_zone=rows[-1]["time_zone"], recipient=rows[-1]["recipient"]) if more else None
         return BatchReport(recipients=len(rows), sent=counts["sent"], already_done=counts["already_done"],
@@ -200,12 +200,7 @@ class DigestActivities:
         except ProgressRefused as err:
             return await self._record(request, "failed", str(err))
         request = request.model_copy(update={"context": {**context, "progress": progress}})
-        try:
-            result = await self.sends.send_message(request)
-        except ApplicationError as err:
-            if err.type in DeliveryFailure.ALL:  # recorded as failed by the send step; the rest go on
-                return "failed", err.message
-            raise
+        result = await self.sends.send_counted(request)  # failed for good: recorded, the rest go on
         if result.already_done:
             return "already_done", None
         if result.status.delivered:
@@ -237,10 +232,6 @@ class DigestActivities:
         await outbox.finish(request.key, status, reason=reason)
         return status, reason
 
-
-def _kind_of(reason: str | None) -> str:
-    """`too late: due by …` → `too late`: a batch counts skips per kind of reason."""
-    return (reason or "skipped").split(":")[0].split(" (")[0].strip()
 
 
 def dispatch_schedule(task_queue: str, schedule_id: str, grace: timedelta, batch_size: int) -> Schedule:

@@ -9,11 +9,10 @@ import asyncio
 from collections import Counter
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.send import SendActivities
+from activities.send import SendActivities, reason_kind
 from activities.store import Roster
-from workflows.contracts import CHANGE_ROSTER, FAN_OUT, DeliveryFailure, SendRequest, SendStatus
+from workflows.contracts import CHANGE_ROSTER, FAN_OUT, SendRequest, SendStatus
 from workflows.session import rules
 from workflows.session.models import Attendee, FanOut, FanOutReport, RosterChange, RosterReport
 
@@ -60,12 +59,7 @@ class RosterActivities:
                 due_at=chunk.due_at, not_after=chunk.not_after,
             )
             async with gate:
-                try:
-                    result = await self.sends.send_message(request)
-                except ApplicationError as err:
-                    if err.type in DeliveryFailure.ALL:
-                        return SendStatus.FAILED, f"delivery failed: {err.message}"
-                    raise
+                result = await self.sends.send_counted(request)
             return result.status, result.reason
 
         outcomes = await asyncio.gather(*(one(a, channel) for a in attendees for channel in a.channels),
@@ -73,7 +67,7 @@ class RosterActivities:
         if errors := [o for o in outcomes if isinstance(o, BaseException)]:
             raise errors[0]  # retried with the send step's backoff
         sent = sum(1 for status, _ in outcomes if status.delivered)  # type: ignore[union-attr]
-        skipped = Counter(_kind_of(reason or status.value) for status, reason in outcomes  # type: ignore[misc]
+        skipped = Counter(reason_kind(reason or status.value) for status, reason in outcomes  # type: ignore[misc]
                           if not status.delivered)  # type: ignore[union-attr]
         more = len(page) > chunk.limit
         remaining = 0
@@ -83,8 +77,3 @@ class RosterActivities:
         return FanOutReport(attendees=len(attendees), sent=sent, skipped=dict(skipped),
                             last=attendees[-1].attendee_id if more else None, remaining=remaining)
 
-
-def _kind_of(reason: str) -> str:
-    """`too late: due by …` → `too late`: a chunk reports counts per kind of reason (the outbox
-    keeps each message's own)."""
-    return reason.split(":")[0].split(" (")[0].strip()

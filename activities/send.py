@@ -64,6 +64,12 @@ def parent_of(recipient: Recipient) -> dict | None:
     return {"email": str(recipient.parent_email), "name": recipient.parent_name, "copy": recipient.parent_copy}
 
 
+def reason_kind(reason: str | None) -> str:
+    """`too late: due by …` → `too late`: a batch counts its skips per kind of reason (the outbox
+    keeps each message's own)."""
+    return (reason or "skipped").split(":")[0].split(" (")[0].strip()
+
+
 def _retryable(outcome: SendResult | BaseException) -> bool:
     return isinstance(outcome, BaseException) and not (isinstance(outcome, ApplicationError) and outcome.non_retryable)
 
@@ -122,6 +128,17 @@ class SendActivities:
         if isinstance(theirs, BaseException):  # recorded as failed on the copy's row; the journey's own went out
             activity.logger.warning("%s: the parent's copy failed for good: %s", copy.key, theirs)
         return own
+
+    async def send_counted(self, request: SendRequest) -> SendResult:
+        """The send step for one message of a batch (a roster chunk, an announcement, a digest): a
+        failure no retry can fix comes back as a FAILED result, its row already recorded failed, so
+        the batch counts it and goes on; anything else is raised, and the batch is retried."""
+        try:
+            return await self.send_message(request)
+        except ApplicationError as err:
+            if err.type not in DeliveryFailure.ALL:
+                raise
+            return SendResult(key=request.key, status=SendStatus.FAILED, reason=f"delivery failed: {err.message}")
 
     async def _attempt(self, request: SendRequest) -> SendResult | Exception:
         try:
