@@ -1,22 +1,19 @@
-"""Bulk actions over running journeys (Temporal visibility), the message log, forced resends and
-the one-click unsubscribe page."""
+"""Bulk actions over running journeys (Temporal visibility), the message log and forced resends.
+(The one-click unsubscribe pages live with the preferences: starter/routes/preferences.py.)"""
 
 from __future__ import annotations
 
-from html import escape
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from activities import tokens
-from activities.mail import for_display
+from activities.lifecycle import Lifecycle
 from activities.store import Outbox
 from settings import Settings
 from starter import bulk
 from starter.service import NotFound, Rejected
-from starter.views import ErrorBody, MessageView
+from starter.views import MessageDetailView, MessageEventView, MessageView
 from workflows.core.fields import ShortText
 from workflows.registry import KINDS
 from workflows.resend import ResendMessage
@@ -118,6 +115,16 @@ def router(authed: list, settings: Settings) -> APIRouter:
         rows = await request.app.state.outbox.list(journey=journey, entity_id=entity_id, status=status, limit=limit)
         return [MessageView.of(r) for r in rows]
 
+    @api.get("/v1/messages/{key:path}", dependencies=authed, tags=["messages"])
+    async def message(key: Annotated[str, Path(max_length=512)], request: Request) -> MessageDetailView:
+        """One message and every event of its life after the send step (deliveries, opens and clicks,
+        machine ones flagged, bounces, complaints, deferrals), in the order they happened."""
+        row = await request.app.state.outbox.get(key)
+        if row is None:
+            raise NotFound(f"no message {key!r}", field="key")
+        events = await Lifecycle(request.app.state.pool).events(key)
+        return MessageDetailView(**MessageView.of(row).model_dump(), events=[MessageEventView.of(e) for e in events])
+
     @api.post("/v1/messages/{key:path}/resend", dependencies=authed, tags=["messages"], status_code=202)
     async def resend(key: str, request: Request) -> ResendView:
         """Force one step out again, under a new key `{key}/resend-{n}`; the original stays as it was."""
@@ -131,43 +138,5 @@ def router(authed: list, settings: Settings) -> APIRouter:
         )
         return ResendView(original_key=key, new_key=new_key, workflow_id=resend_workflow_id(new_key))
 
-    def token_owner(token: str) -> tuple[str, str] | HTMLResponse:
-        """The address and message key a link names, or the page a browser gets for a bad link."""
-        try:
-            return tokens.verify(settings.signing_secret.get_secret_value(), token)
-        except tokens.BadToken as err:
-            return HTMLResponse(_page("Link not valid", f"<p>This unsubscribe link is not valid ({escape(str(err))}). "
-                                      "Use the link in the latest email you received.</p>"), status_code=404)
-
-    # A person's browser gets pages; what only a program could send (a control character in the
-    # URL, a body over the limit) gets the API's JSON error, as everywhere else.
-    bad_link = {404: {"description": "A link this service did not sign: an HTML page saying so",
-                      "content": {"text/html": {"schema": {"type": "string"}}}},
-                **{code: {"model": ErrorBody, "content": {"application/json": {}}} for code in (400, 413, 422, 503)}}
-
-    @api.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"], responses=bad_link)
-    async def unsubscribe_page(token: str) -> HTMLResponse:
-        """A page with a button. A GET never unsubscribes: link scanners fetch every URL. An address
-        that mixes scripts shows as punycode (`xn--da-6kc@example.com`)."""
-        owner = token_owner(token)
-        if isinstance(owner, HTMLResponse):
-            return owner
-        return HTMLResponse(_page("Unsubscribe", f"<p>Stop all emails to <b>{escape(for_display(owner[0]))}</b>?</p>"
-                                  f'<form method="post"><button type="submit">Unsubscribe</button></form>'))
-
-    @api.post("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"], responses=bad_link)
-    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
-        """RFC 8058 one-click: `List-Unsubscribe=One-Click` POSTs here; no cookie, no redirect."""
-        owner = token_owner(token)
-        if isinstance(owner, HTMLResponse):
-            return owner
-        email, key = owner
-        await request.app.state.suppressions.add(email, "unsubscribe", f"one-click unsubscribe from {key}")
-        return HTMLResponse(_page("Unsubscribed", f"<p><b>{escape(for_display(email))}</b> will receive no more emails.</p>"))
-
     return api
 
-
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title></head>"
-            f"<body style='font-family:sans-serif;max-width:32em;margin:4em auto'><h1>{title}</h1>{body}</body></html>")
