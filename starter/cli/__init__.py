@@ -17,6 +17,7 @@ from starter.cli.messages import add_messages
 from starter.cli.notifications import notifications_app
 from starter.cli.preview import preview_app
 from starter.cli.stack import add_stack
+from starter.cli.stats import stats
 
 __all__ = ["app", "parse_duration", "parse_when"]
 
@@ -32,3 +33,4 @@ app.add_typer(definitions_app, name="definitions")
 app.add_typer(journey_app, name="journey")
 preview_app.command("definition")(preview_definition)
 app.add_typer(preview_app, name="preview")
+app.command("stats")(stats)

@@ -1,0 +1,221 @@
+"""How long Followups keeps what it holds about people, and how it forgets one person at once.
+
+- `Retention.purge`: finished messages (sent, skipped, failed, dry run; never queued or sending)
+  older than the retention period with their links and events, events older than it, and read
+  notifications older than it, in bounded batches: each statement deletes at most `batch` rows and
+  is its own short transaction, so the purge never holds locks the send step waits on for long.
+- `RetentionActivities.purge` runs it for the `RetentionPurge` workflow, heartbeating per batch;
+  `ensure_retention_schedule` makes the daily Schedule when a worker starts.
+- `PersonalData`: every row about one address (GDPR export and erasure, starter/routes/recipients.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.client import (
+    Client, Schedule, ScheduleActionStartWorkflow, ScheduleIntervalSpec, ScheduleOverlapPolicy, SchedulePolicy,
+    ScheduleSpec,
+)
+
+from activities.digest import ensure_dispatch_schedule
+from activities.preferences import email_hash
+from settings import Settings
+from workflows.retention import PURGE_OLD_ROWS, PurgeReport, PurgeRequest, RetentionPurge
+
+_MESSAGES = """
+WITH doomed AS (
+    SELECT key FROM messages WHERE status IN ('sent', 'skipped', 'failed', 'dry_run') AND created_at < $1
+    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), links AS (DELETE FROM message_links l USING doomed d WHERE l.key = d.key RETURNING 1),
+events AS (DELETE FROM message_events e USING doomed d WHERE e.key = d.key RETURNING 1),
+gone AS (DELETE FROM messages m USING doomed d WHERE m.key = d.key RETURNING 1)
+SELECT (SELECT count(*) FROM gone) AS messages, (SELECT count(*) FROM links) AS message_links,
+       (SELECT count(*) FROM events) AS message_events
+"""
+# Events left once their messages are gone: those of messages still queued, and those no message owns.
+_EVENTS = """
+WITH doomed AS (SELECT id FROM message_events WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED),
+gone AS (DELETE FROM message_events e USING doomed d WHERE e.id = d.id RETURNING 1)
+SELECT count(*) AS message_events FROM gone
+"""
+_NOTIFICATIONS = """
+WITH doomed AS (SELECT id FROM notifications WHERE read_at IS NOT NULL AND created_at < $1
+                ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+gone AS (DELETE FROM notifications n USING doomed d WHERE n.id = d.id RETURNING 1)
+SELECT count(*) AS notifications FROM gone
+"""
+TABLES = ("messages", "message_links", "message_events", "notifications")
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Purged:
+    cutoff: datetime
+    deleted: dict[str, int]
+    batches: int = 0
+
+
+class Retention:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def purge(self, older_than: timedelta, batch: int, *, progress: Progress | None = None,
+                    resume: Purged | None = None) -> Purged:
+        """Delete what is older than `older_than` (counted from now, once), `batch` rows per
+        statement; `progress` hears the running counts after each statement. `resume`: an earlier
+        attempt's counts and cutoff, which this one carries on from."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        done = resume or Purged(await self.pool.fetchval("SELECT now() - $1::interval", older_than),
+                                dict.fromkeys(TABLES, 0))
+        for statement, paced_by in ((_MESSAGES, "messages"), (_EVENTS, "message_events"),
+                                    (_NOTIFICATIONS, "notifications")):
+            while True:
+                row = await self.pool.fetchrow(statement, done.cutoff, batch)
+                done.batches += 1
+                for table, count in row.items():
+                    done.deleted[table] += count
+                if progress is not None:
+                    progress({"cutoff": done.cutoff.isoformat(), "deleted": dict(done.deleted), "batches": done.batches})
+                if row[paced_by] < batch:
+                    break
+        return done
+
+
+class RetentionActivities:
+    def __init__(self, retention: Retention) -> None:
+        self.retention = retention
+
+    @activity.defn(name=PURGE_OLD_ROWS)
+    async def purge(self, request: PurgeRequest) -> PurgeReport:
+        resume = None
+        if details := activity.info().heartbeat_details:  # a retry: go on counting from where the last attempt was
+            last = details[0]
+            resume = Purged(datetime.fromisoformat(last["cutoff"]), dict(last["deleted"]), last["batches"])
+        done = await self.retention.purge(timedelta(days=request.older_than_days), request.batch_size,
+                                          progress=activity.heartbeat, resume=resume)
+        return PurgeReport(cutoff=done.cutoff, deleted=done.deleted, batches=done.batches)
+
+
+def retention_schedule(task_queue: str, schedule_id: str, days: int, batch_size: int) -> Schedule:
+    """Daily at 03:00 UTC. A purge never overlaps another (the next is skipped while one runs);
+    one missed while Temporal was down is not caught up: the next day's does the same work."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RetentionPurge.run, PurgeRequest(older_than_days=days, batch_size=batch_size),
+            id=schedule_id, task_queue=task_queue,
+            static_summary=f"retention: purge messages, events and read notifications older than {days} days"),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1), offset=timedelta(hours=3))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=10)),
+    )
+
+
+async def ensure_retention_schedule(client: Client, settings: Settings) -> None:
+    """The one retention Schedule (FOLLOWUPS_RETENTION_SCHEDULE_ID; "" leaves it alone), created or
+    updated, keeping an operator's pause, by every worker at start."""
+    if settings.retention_schedule_id:
+        schedule = retention_schedule(settings.temporal_task_queue, settings.retention_schedule_id,
+                                      settings.retention_days, settings.retention_batch_size)
+        await ensure_dispatch_schedule(client, schedule, settings.retention_schedule_id)
+
+
+# Every row about a person, table by table: `{email}` is the lower-cased address, `{keys}` the keys
+# of their messages. Messages are theirs as the recipient or as the parent who gets a child's copies.
+_ABOUT = {
+    "messages": "recipient = {email} OR (parent IS NOT NULL AND lower(parent ->> 'email') = {email})",
+    "message_events": "email = {email} OR key = ANY({keys})",
+    "message_links": "key = ANY({keys})",
+    "notifications": "recipient = {email} OR key = ANY({keys})",
+    "preferences": "email = {email}",
+    "recipient_settings": "email = {email}",
+    "suppressions": "email = {email}",
+    "digest_recipients": "lower(email) = {email}",
+    "journey_recipients": "lower(email) = {email}",
+    "announcement_audience": "lower(email) = {email}",
+    "leads": "email = {email}",
+    "roster": "lower(attendee ->> 'email') = {email}",
+}
+_IN_ANNOUNCEMENT = ("jsonb_typeof(body -> 'recipients') = 'array' AND EXISTS (SELECT 1 FROM "
+                    "jsonb_array_elements(body -> 'recipients') r WHERE lower(r ->> 'email') = $1)")
+
+
+def _bound(condition: str, email: str, keys: list[str]) -> tuple[str, list[Any]]:
+    """The condition with numbered parameters, and their values."""
+    values: list[Any] = []
+    names = {}
+    for name, value, cast in (("email", email, "text"), ("keys", keys, "text[]")):
+        if "{" + name + "}" in condition:
+            values.append(value)
+            names[name] = f"${len(values)}::{cast}"
+    return condition.format(**{"email": "", "keys": "", **names}), values
+
+
+class PersonalData:
+    """Everything the database holds about one address (GDPR articles 15 and 17)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def export(self, email: str) -> dict[str, Any]:
+        """Table → its rows about `email` (as JSON objects); `announcements`: the bodies that list them."""
+        email = email.strip().lower()
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            keys = await _keys(conn, email)
+            found = {}
+            for table, about in _ABOUT.items():
+                condition, values = _bound(about, email, keys)
+                found[table] = json.loads(await conn.fetchval(
+                    f"SELECT COALESCE(jsonb_agg(to_jsonb(t)), '[]') FROM (SELECT * FROM {table} "
+                    f"WHERE {condition}) t", *values))
+            found["announcements"] = json.loads(await conn.fetchval(
+                "SELECT COALESCE(jsonb_agg(jsonb_build_object('course', course, 'announcement_id', announcement_id, "
+                f"'body', body)), '[]') FROM announcements WHERE {_IN_ANNOUNCEMENT}", email))
+            erased_at = await conn.fetchval("SELECT erased_at FROM erased_recipients WHERE email_hash = $1",
+                                            email_hash(email))
+        return {"tables": found, "erased_at": erased_at}
+
+    async def mark_erased(self, email: str) -> int:
+        """Keep sha256 of the address in `erased_recipients`, which the send step treats as a
+        suppression: first, so that nothing is sent to them while the rest is erased. 1 if new."""
+        return _count(await self.pool.execute(
+            "INSERT INTO erased_recipients (email_hash) VALUES ($1) ON CONFLICT DO NOTHING", email_hash(email)))
+
+    async def erase(self, email: str) -> dict[str, int]:
+        """Delete every row about `email`, in one transaction; rows deleted (changed, for `roster`
+        and `announcements`) per table. A removed attendee stays on a roster as a tombstone without
+        their data, so the session's own roster arriving later cannot bring them back; an
+        announcement's body loses them from its recipient list."""
+        email = email.strip().lower()
+        async with self.pool.acquire() as conn, conn.transaction():
+            counts: dict[str, int] = {}
+            keys = await _keys(conn, email)
+            for table, about in _ABOUT.items():
+                condition, values = _bound(about, email, keys)
+                if table == "roster":
+                    status = await conn.execute("UPDATE roster SET attendee = NULL, removed = true, changed_at = now() "
+                                                f"WHERE {condition}", *values)
+                else:
+                    status = await conn.execute(f"DELETE FROM {table} WHERE {condition}", *values)
+                counts[table] = _count(status)
+            counts["announcements"] = _count(await conn.execute(
+                "UPDATE announcements SET body = jsonb_set(body, '{recipients}', (SELECT COALESCE(jsonb_agg(r), '[]') "
+                "FROM jsonb_array_elements(body -> 'recipients') r WHERE lower(r ->> 'email') IS DISTINCT FROM $1)) "
+                f"WHERE {_IN_ANNOUNCEMENT}", email))
+        return counts
+
+
+async def _keys(conn: asyncpg.Connection, email: str) -> list[str]:
+    condition, values = _bound(_ABOUT["messages"], email, [])
+    return [row["key"] for row in await conn.fetch(f"SELECT key FROM messages WHERE {condition}", *values)]
+
+
+def _count(status: str) -> int:
+    return int(status.split()[-1])
