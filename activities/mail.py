@@ -9,6 +9,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -21,6 +22,9 @@ import idna
 from confusable_homoglyphs.confusables import is_mixed_script
 
 from activities.render import Rendered
+
+if TYPE_CHECKING:
+    from activities.dkim import DkimKey
 
 # compat32 at RFC 5322's 998-column hard limit: a long `List-Unsubscribe: <https://…>` stays a bare
 # URI on one line (folding it, or encoding it as RFC 2047 words, hides it from mail clients).
@@ -92,8 +96,10 @@ def _shown(part: str) -> str:
     return "xn--" + part.encode("punycode").decode("ascii") if is_mixed_script(part) else part
 
 
-def build(envelope: Envelope, rendered: Rendered) -> Outgoing:
-    """multipart/alternative, text/plain first and text/html last, both UTF-8 quoted-printable.
+def build(envelope: Envelope, rendered: Rendered, dkim: DkimKey | None = None) -> Outgoing:
+    """multipart/alternative, text/plain first and text/html last, both UTF-8 quoted-printable;
+    with `dkim`, signed as it goes on the wire (the signature covers the unsubscribe headers, as
+    mailbox providers ask of bulk mail: EMAIL_NOTES.md).
 
     Built with the stdlib's compat32 MIME classes: a third of the CPU of `EmailMessage` with the
     default policy (0.6 against 1.9 ms per message, bench/throughput.py). Values are checked for
@@ -119,6 +125,8 @@ def build(envelope: Envelope, rendered: Rendered) -> Outgoing:
         data = msg.as_bytes(policy=_WIRE_UTF8 if utf8 else _WIRE)
     except (UnicodeError, ValueError) as err:
         raise Unbuildable(f"the message cannot be encoded: {err}") from err
+    if dkim is not None:
+        data = dkim.sign(data) + data
     return Outgoing(envelope.sender_email, [recipient], data, smtputf8=utf8)
 
 
