@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+CORPORA := $(VENV)/corpora
 
 .PHONY: dev test install bench bench-quick fuzz clean
 
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml
 	# .pyc files even where PYTHONDONTWRITEBYTECODE is set (CI, containers): no process, test or
 	# replayed sandbox compiles the project's modules again.
 	$(BIN)/python -m compileall -q workflows activities starter worker.py settings.py
+	# Corpora written by others, for tests only: flufl.bounce's 117 real bounce messages (its sdist).
+	rm -rf $(CORPORA) && mkdir -p $(CORPORA)
+	$(BIN)/pip download --quiet --no-binary :all: --no-deps flufl.bounce==6.0.0 -d $(CORPORA)
+	tar -xzf $(CORPORA)/flufl_bounce-6.0.0.tar.gz -C $(CORPORA) flufl_bounce-6.0.0/tests
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,8 +26,11 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/followups dev
 
+# Three processes, each with its own PostgreSQL, Temporal servers and SMTP sink; a test file runs
+# whole in one of them (its module fixtures are shared). Most tests wait on real time, not the CPU.
+TEST_PROCESSES ?= 3
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # Schemathesis from our own OpenAPI document against the real stack, far longer than the bounded
 # pass inside `make test` (same seed, same checks: schemathesis.toml). FUZZ_EXAMPLES cases per operation.

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 import email_validator
 
+from activities.windows import SendWindow
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOLLOWUPS_", extra="ignore")
@@ -99,6 +101,28 @@ class Settings(BaseSettings):
     progress_callback_secret: SecretStr | None = None
     progress_callback_timeout_seconds: float = 10.0
 
+    # The messaging platform: tracking, send windows, DKIM, provider webhooks, retention.
+    tracking: bool = True  # HTML mail gets an open pixel and signed click redirects (README: Tracking)
+    # Local hours (the recipient's zone) in which non-critical messages may go out, "08:00-21:00";
+    # outside them a message waits durably for the window. Unset: any time. A category and a
+    # recipient may set their own (PUT /v1/categories/{name}, PUT /v1/preferences/{email}).
+    send_window: str | None = None
+    # A time-bound reminder (one with a deadline, like 15 minutes before a class) whose window opens
+    # after its deadline: sent at once anyway ("send"), or skipped with the reason ("skip").
+    late_reminders: Literal["send", "skip"] = "send"
+    dkim_domain: str | None = None  # DKIM-sign every email (d=), with the key and selector below
+    dkim_selector: str | None = None
+    dkim_private_key: SecretStr | None = None  # PEM (RSA or Ed25519)
+    # Provider event webhooks (bounces, complaints, deliveries); each unset one answers 404.
+    ses_topic_arns: Annotated[list[str], NoDecode] = []  # SNS topics whose notifications are accepted
+    sendgrid_webhook_public_key: str | None = None  # the Event Webhook's verification key (base64 DER)
+    mailgun_webhook_signing_key: SecretStr | None = None
+    postmark_webhook_username: str | None = None  # basic auth on the Postmark webhook URL (use HTTPS)
+    postmark_webhook_password: SecretStr | None = None
+    retention_days: int = Field(90, ge=1)  # messages and tracking events older than this are purged
+    retention_schedule_id: str = "retention-purge"  # the daily purge's Schedule; "" leaves it alone
+    retention_batch_size: int = Field(5000, ge=100, le=100_000)  # rows per DELETE
+
     # Policy defaults for the interview journey (each overridable per start).
     interview_followup_after: timedelta = timedelta(hours=48)
     interview_followup_interval: timedelta = timedelta(hours=24)
@@ -107,11 +131,18 @@ class Settings(BaseSettings):
     interview_reminder_grace: timedelta = timedelta(hours=2)
     interview_expire_after: timedelta = timedelta(days=14)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "ses_topic_arns", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            SendWindow.parse(value)  # a ValueError saying what is wrong
         return value
 
     @property
@@ -132,7 +163,7 @@ class Settings(BaseSettings):
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             elif isinstance(value, list):
-                value = ",".join(value)  # api_keys: comma-separated, as _split_keys reads them
+                value = ",".join(value)  # api_keys, ses_topic_arns: comma-separated, as _split_keys reads them
             else:
                 value = dumped[name]
             env[env_name(name)] = str(value)

@@ -14,13 +14,20 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.announcements import AnnouncementActivities, Announcements
 from activities.digest import DigestActivities, DigestRecipients, ProgressCallback, dispatch_schedule, ensure_dispatch_schedule
 from activities.leads import LeadActivities
-from activities.mail import SmtpSettings, SmtpTransport
+from activities.dkim import DkimKey
+from activities.gate import Gate, Timing
+from activities.mail import SmtpSettings, SmtpTransport, Unbuildable
 from activities.onboarding import AccountsBackend, OnboardingActivities, OneTimeSecrets
 from activities.render import Renderer
-from activities.send import SendActivities, Sender
+from activities.retention import Retention, RetentionActivities, ensure_retention_schedule
+from activities.outgoing import Platform, Sender
+from activities.send import SendActivities
 from activities.roster import RosterActivities
-from activities.store import Leads, Outbox, Roster, Suppressions, connect, migrate
+from activities.store import Leads, Outbox, Roster, connect, migrate
+from activities.template_store import TemplateStore
+from activities.tracking import Tracker
 from activities.webhook import WebhookTransport
+from activities.windows import SendWindow
 from settings import Settings, apply_process_settings
 from starter.connect import connect_temporal
 from workflows import registry
@@ -28,8 +35,9 @@ from workflows.announcement import AnnouncementDelivery
 from workflows.declared.workflow import DeclaredJourney
 from workflows.digest.workflow import DigestDispatch
 from workflows.resend import ResendMessage
+from workflows.retention import RetentionPurge
 
-WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery]
+WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery, RetentionPurge]
 # Passed through (imported once, not again for every journey in the cache): the pure libraries
 # the models use, and our own `workflows` and `activities` packages, which hold no module state
 # that changes. Measured (bench/memory.py, 1,000 sleeping journeys): worker RSS 171 MB instead of
@@ -60,8 +68,27 @@ def send_activities(settings: Settings, pool) -> SendActivities:
             raise SystemExit("FOLLOWUPS_WEBHOOK_URL is set but FOLLOWUPS_WEBHOOK_SECRET is not: webhooks must be signed")
         webhook = WebhookTransport(settings.webhook_url, settings.webhook_secret.get_secret_value(),
                                    settings.webhook_timeout_seconds)
-    return SendActivities(Outbox(pool), Suppressions(pool), Renderer(), SmtpTransport(smtp), sender,
-                          dry_run=settings.dry_run, webhook=webhook)
+    renderer = Renderer()
+    return SendActivities(Outbox(pool), renderer, SmtpTransport(smtp), sender,
+                          platform(settings, pool, renderer), dry_run=settings.dry_run, webhook=webhook)
+
+
+def platform(settings: Settings, pool, renderer: Renderer) -> Platform:
+    """Templates from PostgreSQL, preferences and timing, tracking and DKIM, as the settings ask."""
+    dkim = None
+    if settings.dkim_domain or settings.dkim_selector or settings.dkim_private_key:
+        if not (settings.dkim_domain and settings.dkim_selector and settings.dkim_private_key):
+            raise SystemExit("DKIM needs all of FOLLOWUPS_DKIM_DOMAIN, FOLLOWUPS_DKIM_SELECTOR and "
+                             "FOLLOWUPS_DKIM_PRIVATE_KEY")
+        dkim = DkimKey(settings.dkim_selector, settings.dkim_domain,
+                       settings.dkim_private_key.get_secret_value().encode())
+        try:
+            dkim.signer  # an unusable key stops the worker at start, not at its first send
+        except Unbuildable as err:
+            raise SystemExit(str(err)) from err
+    timing = Timing(SendWindow.parse(settings.send_window) if settings.send_window else None, settings.late_reminders)
+    tracker = Tracker(settings.public_base_url, settings.signing_secret.get_secret_value()) if settings.tracking else None
+    return Platform(TemplateStore(pool, renderer), Gate(pool, timing), tracker, dkim)
 
 
 def digest_activities(settings: Settings, pool, sends: SendActivities) -> DigestActivities:
@@ -98,7 +125,8 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
                  leads: LeadActivities | None = None, roster: RosterActivities | None = None,
                  digests: DigestActivities | None = None,
                  announcements: AnnouncementActivities | None = None,
-                 onboarding: OnboardingActivities | None = None) -> Worker:
+                 onboarding: OnboardingActivities | None = None,
+                 retention: RetentionActivities | None = None) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -110,7 +138,8 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
                     *([digests.plan, digests.send_batch] if digests else []),
                     *([announcements.announce_batch] if announcements else []),
                     *([onboarding.issue_password, onboarding.forget_secret, onboarding.create_account,
-                       onboarding.revoke_account, onboarding.log_to_crm] if onboarding else [])],
+                       onboarding.revoke_account, onboarding.log_to_crm] if onboarding else []),
+                    *([retention.purge] if retention else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
@@ -129,13 +158,16 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         digests = digest_activities(settings, pool, sends)
         worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)), RosterActivities(Roster(pool), sends),
                               digests=digests, announcements=AnnouncementActivities(Announcements(pool), sends),
-                              onboarding=(onboarding := onboarding_activities(settings, pool)))
+                              onboarding=(onboarding := onboarding_activities(settings, pool)),
+                              retention=RetentionActivities(Retention(pool)))
         try:
             async with worker:
                 await ensure_digest_schedule(client, settings)
+                await ensure_retention_schedule(client, settings)
                 yield worker
         finally:
             await sends.transport.close()
+            sends.renderer.close()  # the render sandbox's child process, if a saved template started it
             if digests.callback is not None:
                 await digests.callback.close()
             if onboarding.backend is not None:

@@ -15,7 +15,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.send import SendActivities, reason_kind
+from activities.outgoing import reason_kind
+from activities.send import SendActivities
 from workflows.announcement import ANNOUNCE_BATCH, Batch, BatchReport, workflow_id
 from workflows.contracts import MessageCategory, Recipient, SendRequest, SendStatus
 

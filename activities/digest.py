@@ -34,7 +34,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.mail import message_id
-from activities.send import SEND_LEASE, SendActivities, reason_kind
+from activities.outgoing import reason_kind
+from activities.send import SEND_LEASE, SendActivities
 from activities.webhook import signature
 from workflows.contracts import MessageCategory, Recipient, SendRequest, SendStatus
 from workflows.core import search
@@ -223,7 +224,7 @@ class DigestActivities:
         claim = await outbox.claim(
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
             recipient=str(request.recipient.email).lower(), recipient_name=request.recipient.name,
-            category=request.category.value, context=request.context,
+            category=str(request.category), context=request.context,
             message_id=message_id(request.key, self.sends.sender.domain), due_at=request.due_at, lease=SEND_LEASE)
         if claim.action == "done":
             return "already_done", None

@@ -10,7 +10,8 @@ from collections import Counter
 
 from temporalio import activity
 
-from activities.send import SendActivities, reason_kind
+from activities.outgoing import reason_kind
+from activities.send import SendActivities
 from activities.store import Roster
 from workflows.contracts import CHANGE_ROSTER, FAN_OUT, SendRequest, SendStatus
 from workflows.session import rules

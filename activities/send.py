@@ -17,91 +17,52 @@ Message-ID. `Claim.interrupted` marks those retries and the crash test measures 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import aiosmtplib
 import asyncpg
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import tokens
+from activities import windows
+from activities.bounces import BounceHandling, failure_event
+from activities.lifecycle import Lifecycle
 from activities.mail import DeliveryRefused, Envelope, NoSmtputf8, SmtpTransport, Unbuildable, build, message_id
 from activities.onboarding import OneTimeSecrets
+from activities.channels import OtherChannels
+from activities.outgoing import PARENT_COPY_OF, Platform, Sender, parent_copy, parent_of
+from activities.preferences import email_hash
 from activities.render import Renderer, TemplateProblem
-from activities.store import Notifications, Outbox, Suppressions, storable
-from activities.webhook import WebhookRefused, WebhookTransient, WebhookTransport
+from activities.store import Notifications, Outbox, storable
+from activities.tracking import TrackingStore
+from activities.webhook import WebhookTransport
 from workflows.contracts import (
-    RECORDED_REQUEST, SEND_MESSAGE, DeliveryFailure, MessageCategory, Recipient, SendRequest, SendResult, SendStatus,
+    RECORDED_REQUEST, SEND_MESSAGE, DeliveryFailure, SendRequest, SendResult, SendStatus,
 )
 from workflows.core.steps import too_late
 
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
 RECORD_RETRY_PAUSES = (0.1, 0.25, 0.5, 1, 2, 4, 8)  # ≈ 16 s of a 30 s attempt
-PARENT_COPY_OF = "parent_copy_of"  # in a parent's copy's context: the child's name, for the templates
-
-
-def parent_copy(request: SendRequest) -> SendRequest | None:
-    """The parent's copy of a message to a recipient under 13 (None for anyone else): the same
-    message under `{key}/parent`, to the parent's address, its context marking it a copy (kept in
-    the copy's own outbox row, so a resend of the copy is again rendered as one)."""
-    child = request.recipient
-    if not child.under_13 or child.parent_email is None:
-        return None
-    parent = Recipient(email=child.parent_email, name=child.parent_name or f"Parent of {child.name}"[:200],
-                       time_zone=child.time_zone)
-    return request.model_copy(update={"key": f"{request.key}/parent", "recipient": parent, "phone": None,
-                                      "context": {**request.context, PARENT_COPY_OF: child.name}})
-
-
-def parent_of(recipient: Recipient) -> dict | None:
-    """What the outbox keeps of a recipient under 13 (messages.parent), for a resend to follow."""
-    if not recipient.under_13 or recipient.parent_email is None:
-        return None
-    return {"email": str(recipient.parent_email), "name": recipient.parent_name, "copy": recipient.parent_copy}
-
-
-def reason_kind(reason: str | None) -> str:
-    """`too late: due by …` → `too late`: a batch counts its skips per kind of reason (the outbox
-    keeps each message's own)."""
-    return (reason or "skipped").split(":")[0].split(" (")[0].strip()
-
-
 def _retryable(outcome: SendResult | BaseException) -> bool:
     return isinstance(outcome, BaseException) and not (isinstance(outcome, ApplicationError) and outcome.non_retryable)
 
 
-@dataclass(frozen=True)
-class Sender:
-    """Everything a message carries that does not come from the journey."""
-
-    email: str
-    name: str
-    postal_address: str
-    public_base_url: str
-    signing_secret: str
-
-    @property
-    def domain(self) -> str:
-        return self.email.rpartition("@")[2] or "followups.invalid"
-
-    def unsubscribe_url(self, email: str, key: str) -> str:
-        return f"{self.public_base_url.rstrip('/')}/v1/unsubscribe/{tokens.sign(self.signing_secret, email, key)}"
-
-
-class SendActivities:
-    def __init__(self, outbox: Outbox, suppressions: Suppressions, renderer: Renderer,
-                 transport: SmtpTransport, sender: Sender, dry_run: bool = False,
+class SendActivities(OtherChannels):
+    def __init__(self, outbox: Outbox, renderer: Renderer,
+                 transport: SmtpTransport, sender: Sender, platform: Platform, dry_run: bool = False,
                  webhook: WebhookTransport | None = None, notifications: Notifications | None = None) -> None:
+        self.templates, self.gate, self.tracker, self.dkim = (platform.templates, platform.gate, platform.tracker,
+                                                              platform.dkim)
+        self.tracking = TrackingStore(outbox.pool)
+        self.lifecycle = Lifecycle(outbox.pool)
+        self.bounces = BounceHandling(outbox.pool)
         self.webhook = webhook
         self.notifications = notifications or Notifications(outbox.pool)
         self.secrets = OneTimeSecrets(outbox.pool)  # SendRequest.secret_ref: onboarding's temporary passwords
         self.unrecorded: dict[str, dict] = {}  # deliveries PostgreSQL was away for, written on the next call
         self.outbox = outbox
-        self.suppressions = suppressions
         self.renderer = renderer
         self.transport = transport
         self.sender = sender
@@ -132,9 +93,10 @@ class SendActivities:
     async def send_counted(self, request: SendRequest) -> SendResult:
         """The send step for one message of a batch (a roster chunk, an announcement, a digest): a
         failure no retry can fix comes back as a FAILED result, its row already recorded failed, so
-        the batch counts it and goes on; anything else is raised, and the batch is retried."""
+        the batch counts it and goes on; anything else is raised, and the batch is retried. A batch
+        cannot wait for one recipient: its messages ignore quiet hours, and a frequency cap drops them."""
         try:
-            return await self.send_message(request)
+            return await self.send_message(request.model_copy(update={"deferrable": False}))
         except ApplicationError as err:
             if err.type not in DeliveryFailure.ALL:
                 raise
@@ -151,10 +113,10 @@ class SendActivities:
         email = str(request.recipient.email).lower()
         fields = dict(
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
-            recipient=email, recipient_name=request.recipient.name, category=request.category.value,
+            recipient=email, recipient_name=request.recipient.name, category=str(request.category),
             context=request.context, message_id=message_id(request.key, self.sender.domain),
             due_at=request.due_at, lease=SEND_LEASE, channel=request.channel, phone=request.phone,
-            parent=parent_of(request.recipient),
+            parent=parent_of(request.recipient), recipient_hash=email_hash(email),
         )
         try:
             claim = await self.outbox.claim(**fields)
@@ -162,7 +124,10 @@ class SendActivities:
             await self._record_unstorable(fields, err)
             raise ApplicationError(f"{request.key}: the message cannot be stored: {err}",
                                    type=DeliveryFailure.UNSTORABLE, non_retryable=True) from err
+        if claim.action == "erased":  # GDPR: nothing about them is stored again, not even this message
+            return SendResult(key=request.key, status=SendStatus.SKIPPED, reason="recipient erased")
         row = claim.row
+        assert row is not None
         if claim.action == "done":
             return SendResult(key=request.key, status=SendStatus(row["status"]), reason=row["reason"],
                               message_id=row["message_id"], already_done=True)
@@ -184,10 +149,24 @@ class SendActivities:
             reason = f"too late: due by {request.not_after.isoformat()}, reached the send step at {now.isoformat()}"
             await self.outbox.finish(request.key, "skipped", reason=reason)
             return done(SendStatus.SKIPPED, reason)
-        suppressed = await self.suppressions.reason_for(email)
-        if suppressed is not None:
-            await self.outbox.finish(request.key, "skipped", reason=f"recipient suppressed ({suppressed})")
-            return done(SendStatus.SKIPPED, f"recipient suppressed ({suppressed})")
+        try:
+            template = await self.templates.resolve(request.template, as_of=request.templates_as_of, recipient=email)
+        except TemplateProblem as err:
+            raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err)) from err
+        kept = dict(category=template.category, template_version=template.version, variant=template.variant)
+        verdict = await self.gate.verdict(
+            email=email, category=template.category, channel=request.channel, zone=request.recipient.time_zone,
+            now=max(now, request.asked_at or now), not_after=request.not_after, deferrable=request.deferrable, key=request.key)
+        match verdict.plan:
+            case windows.Skip(why=why):
+                await self.outbox.finish(request.key, "skipped", reason=why, **kept)
+                return done(SendStatus.SKIPPED, why)
+            case windows.Defer(until=until, why=why):
+                await self.outbox.release(request.key, f"deferred: {why}")
+                await self.lifecycle.record(kind="deferred", key=request.key, reason=why, detail={"until": until.isoformat()})
+                return SendResult(key=request.key, status=SendStatus.DEFERRED, reason=why, retry_at=until,
+                                  message_id=row["message_id"])
+        note = verdict.plan.note if isinstance(verdict.plan, windows.Send) else None  # sent despite quiet hours: why
 
         unsubscribe_url = self.sender.unsubscribe_url(email, request.key)
         context = {
@@ -197,21 +176,28 @@ class SendActivities:
             "sender_name": self.sender.name,
             "postal_address": self.sender.postal_address,
             "unsubscribe_url": unsubscribe_url,
+            "preferences_url": self.sender.preferences_url(email),
             "channel": request.channel,
         }
         try:
             if request.secret_ref is not None and request.channel == "email":  # in the render only, never stored
                 context = {**context, **await self.secrets.reveal(request.secret_ref)}
-            rendered = self.renderer.render(request.template, context)
+            rendered = await self.templates.render(template, context)  # a saved version: in the render sandbox
         except TemplateProblem as err:
-            raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err)) from err
+            raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err), **kept) from err
         if self.dry_run:
-            await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered")
+            await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered",
+                                     **kept)
             return done(SendStatus.DRY_RUN, "dry run: not delivered")
         if request.channel == "webhook":
-            return await self._post(request, rendered, claim.interrupted, done)
+            return await self._post(request, rendered, claim.interrupted, done, kept)
         if request.channel == "in_app":
-            return await self._notify(request, email, rendered, done)
+            return await self._notify(request, email, rendered, done, kept)
+        if self.tracker is not None:
+            instrumented = self.tracker.instrument(rendered.html, request.key)
+            if instrumented.links:
+                await self.tracking.save_links(request.key, instrumented.links)
+            rendered = dataclasses.replace(rendered, html=instrumented.html)
 
         envelope = Envelope(self.sender.email, self.sender.name, email, request.recipient.name,
                             row["message_id"], unsubscribe_url, request.key)
@@ -220,18 +206,19 @@ class SendActivities:
         async def accepted(reply: str) -> None:
             delivered.append(reply)
             await self._record_sent(request.key, subject=rendered.subject, smtp_response=reply,
-                                    reason="sent again after an interrupted attempt" if claim.interrupted else None)
+                                    reason="sent again after an interrupted attempt" if claim.interrupted else note,
+                                    **kept)
 
         try:
-            outgoing = build(envelope, rendered)
+            outgoing = build(envelope, rendered, self.dkim)
         except Unbuildable as err:
             raise await self._failed_for_good(request.key, DeliveryFailure.UNBUILDABLE, str(err), f"{request.key}: {err}",
-                                              rendered.subject) from err
+                                              rendered.subject, **kept) from err
         try:
             await self.transport.deliver(outgoing, accepted)
         except NoSmtputf8 as err:
             raise await self._failed_for_good(request.key, DeliveryFailure.ADDRESS, str(err), f"{request.key}: {err}",
-                                              rendered.subject) from err
+                                              rendered.subject, **kept) from err
         except DeliveryRefused as err:
             refusal = err.refusal
             if not refusal.permanent:
@@ -239,9 +226,10 @@ class SendActivities:
                 raise ApplicationError(f"soft refusal: {refusal}", type="SoftRefusal") from err
             failure = await self._failed_for_good(
                 request.key, DeliveryFailure.REFUSED, str(refusal),
-                f"{request.key}: the server refused the message permanently: {refusal}", rendered.subject)
-            if refusal.hard_bounce:
-                await self.suppressions.add(email, "hard_bounce", f"{refusal} (from {request.key})")
+                f"{request.key}: the server refused the message permanently: {refusal}", rendered.subject, **kept)
+            # The same rules as a bounce reported later: 5.1.x suppresses, 5.7.x (the sender's setup) never
+            await self.bounces.apply(failure_event("smtp", request.key, email, str(refusal), "permanent",
+                                                   key=request.key))
             raise failure from err
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             if delivered:  # the server said 250 and only closing the connection failed: it is sent, never again
@@ -254,10 +242,10 @@ class SendActivities:
         return done(SendStatus.SENT)
 
     async def _failed_for_good(self, key: str, failure: str, reason: str, message: str,
-                               subject: str | None = None) -> ApplicationError:
+                               subject: str | None = None, **kept) -> ApplicationError:
         """Record the message as failed with `reason`; the error to raise, of a type the workflow
         knows (DeliveryFailure): not retried, the journey notes the skip and goes on."""
-        await self.outbox.finish(key, "failed", subject=subject, reason=reason)
+        await self.outbox.finish(key, "failed", subject=subject, reason=reason, **kept)
         return ApplicationError(message, type=failure, non_retryable=True)
 
     async def _record_unstorable(self, fields: dict, err: Exception) -> None:
@@ -291,44 +279,6 @@ class SendActivities:
                 return
             self.unrecorded.pop(key, None)
 
-    async def _post(self, request: SendRequest, rendered, interrupted: bool, done) -> SendResult:
-        """The webhook channel: the rendered text as a signed JSON POST; same outbox, same rules."""
-        if self.webhook is None:
-            reason = "no webhook configured (FOLLOWUPS_WEBHOOK_URL)"
-            await self.outbox.finish(request.key, "skipped", subject=rendered.subject, reason=reason)
-            return done(SendStatus.SKIPPED, reason)
-        payload = {
-            "key": request.key, "journey": request.journey, "entity_id": request.entity_id,
-            "template": request.template, "to": {"name": request.recipient.name, "phone": request.phone,
-                                                 "email": str(request.recipient.email)},
-            "subject": rendered.subject, "text": rendered.text, "context": request.context,
-        }
-        try:
-            reply = await self.webhook.deliver(request.key, payload)
-        except WebhookRefused as err:
-            raise await self._failed_for_good(request.key, DeliveryFailure.REFUSED, str(err), f"{request.key}: {err}",
-                                              rendered.subject) from err
-        except (WebhookTransient, httpx.HTTPError) as err:
-            await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
-            raise
-        await self._record_sent(request.key, subject=rendered.subject, smtp_response=reply,
-                                reason="sent again after an interrupted attempt" if interrupted else None)
-        return done(SendStatus.SENT)
-
-    async def _notify(self, request: SendRequest, email: str, rendered, done) -> SendResult:
-        """The in_app channel: the rendered subject and text as a notification for the recipient's
-        address; same outbox, same rules. Stored and recorded sent in one transaction, so an
-        interrupted attempt has stored nothing and the next one stores it once."""
-        try:
-            await self.notifications.deliver(
-                key=request.key, recipient=email, journey=request.journey, entity_id=request.entity_id,
-                template=request.template, title=rendered.subject, body=rendered.text)
-        except Exception as err:  # noqa: BLE001 (PostgreSQL away: let the next attempt store it at once)
-            with contextlib.suppress(Exception):
-                await self.outbox.release(request.key, f"transient: {type(err).__name__}: {err}")
-            raise
-        return done(SendStatus.SENT)
-
     @activity.defn(name=RECORDED_REQUEST)
     async def recorded_request(self, key: str) -> SendRequest | None:
         """The request a message was first sent with, for a forced resend under a new key (to a
@@ -342,6 +292,6 @@ class SendActivities:
         return SendRequest(
             key=key, journey=row["journey"], entity_id=row["entity_id"], template=row["template"],
             recipient={"email": row["recipient"], "name": row["recipient_name"] or row["recipient"], **under_13},
-            context=json.loads(row["context"]), category=MessageCategory(row["category"]),
+            context=json.loads(row["context"]), category=row["category"],
             due_at=row["due_at"] or row["created_at"], channel=row["channel"], phone=row["phone"],
         )

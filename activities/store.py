@@ -64,14 +64,20 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> list[
 class Claim:
     """What the send step may do with a key: `send` it now, or it is `done` (or `busy` elsewhere)."""
 
-    action: str  # "send" | "done" | "busy"
-    row: asyncpg.Record
+    action: str  # "send" | "done" | "busy" | "erased" (the address was erased: nothing stored, row None)
+    row: asyncpg.Record | None
     interrupted: bool = False  # an earlier attempt stopped mid-send: the one window SMTP cannot close
 
 
+# A finished message keeps what the send step learnt on the way: the category its template
+# declares, the saved version and A/B variant it rendered, and its lifecycle's first point.
 _FINISH = """UPDATE messages SET status = $2, reason = $3, subject = COALESCE($4, subject),
                      smtp_response = $5, lease_until = NULL, updated_at = now(),
-                     sent_at = CASE WHEN $2 IN ('sent', 'dry_run') THEN now() ELSE sent_at END
+                     sent_at = CASE WHEN $2 IN ('sent', 'dry_run') THEN now() ELSE sent_at END,
+                     lifecycle = CASE WHEN $2 IN ('sent', 'failed') AND lifecycle_rank($2) > lifecycle_rank(lifecycle)
+                                      THEN $2 ELSE lifecycle END,
+                     category = COALESCE($6, category), template_version = COALESCE($7, template_version),
+                     variant = COALESCE($8, variant)
               WHERE key = $1"""
 
 
@@ -82,21 +88,25 @@ class Outbox:
     async def claim(self, *, key: str, journey: str, entity_id: str, template: str, recipient: str,
                     recipient_name: str, category: str, context: dict[str, Any], message_id: str,
                     due_at: datetime | None, lease: timedelta, channel: str = "email",
-                    phone: str | None = None, parent: dict[str, Any] | None = None) -> Claim:
+                    phone: str | None = None, parent: dict[str, Any] | None = None,
+                    recipient_hash: str | None = None) -> Claim:
         """Record the key as queued (once) and take a lease on sending it. `parent`: the recipient is
-        under 13 (their parent's address and copy rule), kept so a forced resend follows it too."""
+        under 13 (their parent's address and copy rule), kept so a forced resend follows it too.
+        `recipient_hash`: an address erased under that hash (GDPR) is not stored again: "erased"."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name,
                                          category, context, status, message_id, due_at, channel, phone, parent)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12, $13::jsonb)
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12, $13::jsonb
+                   WHERE NOT EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $14)
                    ON CONFLICT (key) DO NOTHING""",
                 key, journey, entity_id, template, recipient, recipient_name, category,
                 json.dumps(context), message_id, due_at, channel, phone,
-                None if parent is None else json.dumps(parent),
+                None if parent is None else json.dumps(parent), recipient_hash,
             )
             row = await conn.fetchrow("SELECT * FROM messages WHERE key = $1 FOR UPDATE", key)
-            assert row is not None
+            if row is None:
+                return Claim("erased", None)
             if row["status"] in ("sent", "skipped", "failed", "dry_run"):
                 return Claim("done", row)
             if row["status"] == "sending" and row["lease_until"] and row["lease_until"] > await conn.fetchval("SELECT now()"):
@@ -119,8 +129,10 @@ class Outbox:
         )
 
     async def finish(self, key: str, status: str, *, reason: str | None = None, subject: str | None = None,
-                     smtp_response: str | None = None) -> None:
-        await self.pool.execute(_FINISH, key, status, reason, subject, smtp_response)
+                     smtp_response: str | None = None, category: str | None = None,
+                     template_version: int | None = None, variant: str | None = None) -> None:
+        await self.pool.execute(_FINISH, key, status, reason, subject, smtp_response, category, template_version,
+                                variant)
 
     async def get(self, key: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM messages WHERE key = $1", key)
@@ -151,7 +163,8 @@ class Notifications:
         self.pool = pool
 
     async def deliver(self, *, key: str, recipient: str, journey: str, entity_id: str, template: str,
-                      title: str, body: str) -> int:
+                      title: str, body: str, category: str | None = None, template_version: int | None = None,
+                      variant: str | None = None) -> int:
         """Store the notification of `key` and record its message as sent, in one transaction: unlike
         SMTP there is no window in which it is delivered and not recorded. A second call for the same
         key stores nothing. The notification's id."""
@@ -162,7 +175,8 @@ class Notifications:
                 key, recipient.lower(), journey, entity_id, template, title, body)
             if notification_id is None:
                 notification_id = await conn.fetchval("SELECT id FROM notifications WHERE key = $1", key)
-            await conn.execute(_FINISH, key, "sent", None, title, f"notification {notification_id}")
+            await conn.execute(_FINISH, key, "sent", None, title, f"notification {notification_id}",
+                               category, template_version, variant)
             return notification_id
 
     async def page(self, recipient: str, *, before: int | None, limit: int, unread_only: bool) -> list[asyncpg.Record]:
@@ -254,7 +268,10 @@ class Leads:
         counts = await self.pool.fetchrow(
             "SELECT count(*) AS started, count(*) FILTER (WHERE status = 'converted') AS converted, "
             "count(*) FILTER (WHERE status = 'replied') AS replied, "
-            "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM suppressions s WHERE s.email = leads.email "
+            # unsubscribed: by the one-click link or the preference page (an `unsubscribed` event), or by
+            # an unsubscribe suppression from before preferences existed
+            "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM message_events e WHERE e.email = leads.email "
+            "AND e.kind = 'unsubscribed') OR EXISTS (SELECT 1 FROM suppressions s WHERE s.email = leads.email "
             "AND s.source = 'unsubscribe')) AS unsubscribed FROM leads WHERE campaign = $1",
             campaign,
         )

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from activities.template_checks import Problem, TemplateInvalid, check, variant_
 CATALOG = TEMPLATES_DIR / "catalog.yaml"
 SEEDED_CATEGORIES = frozenset({"transactional", "reminders", "progress", "feedback", "marketing"})
 PUBLICATIONS_FOR = 2.0  # seconds a process trusts what it read of a template's publications
+CLOCK_MARGIN = timedelta(seconds=1)  # between this process's clock, PostgreSQL's and Temporal's
 RESERVED = frozenset({"base"})  # the layouts: not a template
 
 
@@ -126,7 +127,7 @@ class TemplateStore:
         self.catalog = load_catalog(catalog)
         self.publications_for = publications_for
         self._versions: dict[tuple[str, int], TemplateVersion] = {}
-        self._publications: dict[str, tuple[float, list[Publication]]] = {}
+        self._publications: dict[str, tuple[float, datetime, list[Publication]]] = {}  # (monotonic, read at, list)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class TemplateStore:
         found = [Publication(row["name"], row["version"], row["published_at"]) for row in rows]
         if len(self._publications) >= 10_000:  # names asked for are few; any name may be asked (a preview)
             self._publications.clear()
-        self._publications[name] = (time.monotonic(), found)
+        self._publications[name] = (time.monotonic(), datetime.now(timezone.utc), found)
         return found
 
     async def names(self) -> dict[str, tuple[int, str]]:
@@ -182,8 +183,12 @@ class TemplateStore:
         its category; the file default when nothing was published by then. A template that exists
         only in the database and was first published after `as_of` gets its first publication."""
         kept = self._publications.get(name)
-        published = kept[1] if kept and time.monotonic() - kept[0] < self.publications_for \
-            else await self.publications(name)
+        # A kept list is fresh enough for `latest` (a publication shows within publications_for), and
+        # exact for a moment it was read after (a journey started earlier); a journey that started
+        # after it was read may have a publication it lacks: read again.
+        fresh = kept is not None and time.monotonic() - kept[0] < self.publications_for \
+            and (as_of is None or as_of < kept[1] - CLOCK_MARGIN)
+        published = kept[2] if fresh and kept is not None else await self.publications(name)
         chosen = next((p for p in reversed(published) if as_of is None or p.published_at <= as_of), None)
         if chosen is None:
             if (entry := self.catalog.templates.get(name)) is not None:

@@ -302,8 +302,10 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
 
     from activities.mail import Envelope, SmtpSettings, SmtpTransport, build, message_id
     from activities.render import Renderer
-    from activities.send import SendActivities, Sender
-    from activities.store import Outbox, Suppressions, connect, migrate
+    from activities.outgoing import Sender
+    from activities.send import SendActivities
+    import worker
+    from activities.store import Outbox, connect, migrate
     from settings import Settings
     from workflows.contracts import MessageCategory, Recipient, SendRequest
 
@@ -314,8 +316,10 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
     sender = Sender(settings.sender_email, settings.sender_name, settings.postal_address, settings.public_base_url,
                     "bench-secret")
     renderer = Renderer()
-    activities = SendActivities(Outbox(pool), Suppressions(pool), renderer,
-                                SmtpTransport(SmtpSettings(host="127.0.0.1", port=sink.port)), sender)
+    # The send step as the worker builds it: templates from PostgreSQL, preferences and caps, tracked
+    # links and the open pixel (FOLLOWUPS_TRACKING is on by default), the same render sandbox.
+    activities = SendActivities(Outbox(pool), renderer, SmtpTransport(SmtpSettings(host="127.0.0.1", port=sink.port)),
+                                sender, worker.platform(settings, pool, renderer))
     environment = ActivityEnvironment()
     now = datetime.now(timezone.utc)
 
@@ -421,7 +425,7 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
     # Where one email's time goes: each piece of the send step alone, one at a time (no
     # concurrency), wall ms and this process's CPU ms per call.
     k = max(50, n // 10)
-    outbox, suppressions = Outbox(pool), Suppressions(pool)
+    outbox, platform = Outbox(pool), activities  # the send step's own template store, gate and tracker
     sample = [request("piece", i) for i in range(k)]
     contexts = [{**r.context, "recipient_name": r.recipient.name, "time_zone": r.recipient.time_zone,
                  "sender_name": sender.name, "postal_address": sender.postal_address,
@@ -455,7 +459,15 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
             recipient=str(sample[i].recipient.email), recipient_name=sample[i].recipient.name,
             category="marketing", context=sample[i].context, message_id=envelopes[i].message_id,
             due_at=now, lease=timedelta(seconds=30)), True),
-        ("suppressions.reason_for (PostgreSQL)", lambda i: suppressions.reason_for(str(sample[i].recipient.email)), True),
+        ("templates.resolve (version, variant, category)", lambda i: platform.templates.resolve(
+            sample[i].template, as_of=now, recipient=str(sample[i].recipient.email)), True),
+        ("gate.verdict (suppression, preferences, window, cap)", lambda i: platform.gate.verdict(
+            email=str(sample[i].recipient.email), category="marketing", channel="email", zone="Europe/Berlin",
+            now=now, not_after=None, deferrable=True, key=sample[i].key), True),
+        ("tracker.instrument (links + pixel)", lambda i: platform.tracker.instrument(rendered[i].html, sample[i].key),
+         False),
+        ("tracking.save_links (PostgreSQL)", lambda i: platform.tracking.save_links(
+            sample[i].key, platform.tracker.instrument(rendered[i].html, sample[i].key).links), True),
         ("outbox.finish (PostgreSQL)", lambda i: outbox.finish(sample[i].key, "sent", subject="s", smtp_response="250"),
          True),
         ("SMTP session, prebuilt bytes (connect … QUIT)", lambda i: smtp_session(wire_bytes[i]), True),

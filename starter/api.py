@@ -29,6 +29,11 @@ from starter.connect import connect_temporal
 from starter.declared import Declared
 from starter.routes import courses, declared, journeys, leads, notifications, operations, sessions
 from starter.routes import digests
+from starter.routes import analytics, recipients
+from starter.routes import preferences
+from starter.routes import tracking
+from starter.routes import inbound
+from starter.routes import templates
 from starter.service import Journeys, ServiceError
 from starter.views import ErrorBody
 from workflows.core.fields import SMTPUTF8_ADDRESSES
@@ -253,4 +258,10 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     app.include_router(declared.router(authed))
     app.include_router(courses.router(authed, settings))
     app.include_router(digests.router(authed))
+    app.include_router(analytics.router(authed))
+    app.include_router(recipients.router(authed, settings))
+    app.include_router(preferences.router(authed, settings))
+    app.include_router(tracking.router(settings))
+    app.include_router(inbound.router(authed, settings))
+    app.include_router(templates.router(authed))
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -22,8 +23,12 @@ from starter.routes.declared import DeclaredView, DefinitionHistory, DefinitionL
 from starter.routes.digests import ProgressView
 from starter.routes.leads import CampaignStatsView, ImportView, ProblemsPage
 from starter.routes.notifications import MarkedRead, NotificationPage, NotificationView, UnreadCount
+from starter.routes.analytics import AnalyticsView
 from starter.routes.operations import BulkView, ResendView
-from starter.views import VIEWS, JourneyView, MessageView
+from starter.routes.preferences import CategoryBody, CategoryView, PreferencesBody, PreferencesView
+from starter.routes.recipients import ErasureView, ExportView
+from starter.routes.templates import PreviewBody, PreviewView, PublicationView, VersionBody, VersionView
+from starter.views import VIEWS, JourneyView, MessageDetailView, MessageView
 from workflows.declared.models import DeclaredStart
 from workflows.registry import KINDS, JourneyKind
 
@@ -224,3 +229,47 @@ class FollowupsClient:
     def mark_all_read(self, recipient: str, up_to: int | None = None) -> MarkedRead:
         params: dict[str, Any] = {"recipient": recipient, **({"up_to": up_to} if up_to is not None else {})}
         return MarkedRead.model_validate(self._call("POST", "/v1/notifications/read-all", params=params))
+
+    # --- the messaging platform ----------------------------------------------------------------
+
+    def preferences(self, email: str) -> PreferencesView:
+        return PreferencesView.model_validate(self._call("GET", f"/v1/preferences/{quote(email)}"))
+
+    def set_preferences(self, email: str, preferences: PreferencesBody | dict[str, Any]) -> PreferencesView:
+        """Replace what is stored for `email` (categories or channels left out are subscribed again)."""
+        body = PreferencesBody.model_validate(preferences).model_dump(mode="json", exclude_unset=True)
+        return PreferencesView.model_validate(self._call("PUT", f"/v1/preferences/{quote(email)}", json=body))
+
+    def put_category(self, name: str, category: CategoryBody | dict[str, Any]) -> CategoryView:
+        body = CategoryBody.model_validate(category).model_dump(mode="json", exclude_unset=True)
+        return CategoryView.model_validate(self._call("PUT", f"/v1/categories/{name}", json=body))
+
+    def save_template(self, name: str, version: VersionBody | dict[str, Any]) -> VersionView:
+        """A new immutable version of `name` (checked in the sandbox first); publish it to use it."""
+        body = VersionBody.model_validate(version).model_dump(mode="json", exclude_unset=True)
+        return VersionView.model_validate(self._call("POST", f"/v1/templates/{name}/versions", json=body))
+
+    def publish_template(self, name: str, version: int) -> PublicationView:
+        return PublicationView.model_validate(self._call("POST", f"/v1/templates/{name}/versions/{version}/publish"))
+
+    def preview_template(self, name: str, preview: PreviewBody | dict[str, Any]) -> PreviewView:
+        body = PreviewBody.model_validate(preview).model_dump(mode="json", exclude_unset=True)
+        return PreviewView.model_validate(self._call("POST", f"/v1/templates/{name}/preview", json=body))
+
+    def message(self, key: str) -> MessageDetailView:
+        """One message with every event of its life (opens and clicks, machine ones flagged, bounces…)."""
+        return MessageDetailView.model_validate(self._call("GET", f"/v1/messages/{quote(key, safe='/')}"))
+
+    def analytics(self, scope: str = "overall", name: str | None = None, *, since: datetime | None = None,
+                  until: datetime | None = None) -> AnalyticsView:
+        """`scope`: overall, templates, journeys or campaigns (then `name` says which)."""
+        path = "/v1/analytics/overall" if scope == "overall" else f"/v1/analytics/{scope}/{quote(name or '', safe='')}"
+        params = {key: value.isoformat() for key, value in (("since", since), ("until", until)) if value is not None}
+        return AnalyticsView.model_validate(self._call("GET", path, params=params))
+
+    def export_recipient(self, email: str) -> ExportView:
+        return ExportView.model_validate(self._call("GET", f"/v1/recipients/{quote(email)}/export"))
+
+    def erase_recipient(self, email: str) -> ErasureView:
+        """GDPR erasure: their journeys end, their rows go, only a hash stays so they are never mailed."""
+        return ErasureView.model_validate(self._call("DELETE", f"/v1/recipients/{quote(email)}"))

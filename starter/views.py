@@ -32,10 +32,33 @@ class MessageView(BaseModel):
     due_at: datetime | None
     created_at: datetime
     sent_at: datetime | None
+    channel: str = "email"
+    category: str = Field(description="the category its template declares (preferences apply per category)")
+    template_version: int | None = Field(None, description="the saved version it rendered; null: the file default")
+    variant: str | None = Field(None, description="the A/B variant it got, if its version has variants")
+    lifecycle: str = Field("queued", description="queued → sent → delivered → opened → clicked; soft_bounced, "
+                                                 "bounced, complained, failed. Only moves forward; human events only")
 
     @classmethod
     def of(cls, row: Any) -> MessageView:
         return cls(**{name: row[name] for name in cls.model_fields})
+
+
+class MessageEventView(BaseModel):
+    kind: str
+    at: datetime
+    machine: bool = Field(description="an open by an image proxy or Apple Mail Privacy Protection, a click by a "
+                                      "link scanner: kept, reported apart, moves no lifecycle")
+    reason: str | None
+    provider: str | None
+
+    @classmethod
+    def of(cls, row: Any) -> MessageEventView:
+        return cls(**{name: row[name] for name in cls.model_fields})
+
+
+class MessageDetailView(MessageView):
+    events: list[MessageEventView]
 
 
 class JourneyView(BaseModel):

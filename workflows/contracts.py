@@ -85,7 +85,10 @@ class SendRequest(Strict):
     template: str
     recipient: Recipient
     context: dict[str, Any]
-    category: MessageCategory = MessageCategory.TRANSACTIONAL
+    # The journey's own idea of the message; the category its template declares decides (the
+    # outbox keeps that one): transactional, reminders, progress, feedback, marketing, or one of
+    # the categories defined with PUT /v1/categories/{name}.
+    category: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = MessageCategory.TRANSACTIONAL
     due_at: datetime
     not_after: datetime | None = None
     channel: Channel = "email"
@@ -93,6 +96,17 @@ class SendRequest(Strict):
     # The id of a one-time secret in PostgreSQL (onboarding's temporary password): an email's render
     # context gets it at send time, never `context`, history or the outbox; deleted once sent.
     secret_ref: str | None = None
+    # Which saved version of the template (activities.template_store): the one published at this
+    # moment, the journey's start, so an edit never changes a sleeping journey behind its back;
+    # None = the latest published. Set by the send step's workflow side (workflows.core.send).
+    templates_as_of: datetime | None = None
+    # A batch (a roster chunk, an announcement, a digest) cannot wait for one recipient's quiet
+    # hours or frequency cap: its messages go or are skipped, never DEFERRED.
+    deferrable: bool = True
+    # When the journey asked (its clock): the send step judges quiet hours and caps at the later of
+    # this and its own clock, so a worker whose clock lags never answers DEFERRED for a time that
+    # has passed for the journey.
+    asked_at: datetime | None = None
 
 
 class SendStatus(StrEnum):
@@ -100,6 +114,9 @@ class SendStatus(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     DRY_RUN = "dry_run"
+    # Not now: the recipient's quiet hours or a frequency cap. The journey waits durably until
+    # `SendResult.retry_at`, then asks again (workflows.core.send).
+    DEFERRED = "deferred"
 
     @property
     def delivered(self) -> bool:
@@ -112,3 +129,4 @@ class SendResult(Strict):
     reason: str | None = None
     message_id: str | None = None
     already_done: bool = False  # a previous attempt or run had already finished this key
+    retry_at: datetime | None = None  # DEFERRED: when to ask again

@@ -172,9 +172,16 @@ def router(authed: list, settings: Settings) -> APIRouter:
                    for name in set(form.get("shown", [])) & editable}  # one added since is left as it is
         everything = "everything" in form.get("action", []) or "yes" in form.get("unsubscribed_all", [])
         try:
+            before = await prefs.get(email)
             await prefs.save(email, choices, unsubscribed_all=everything)
         except Erased:
             return _page("Nothing stored", _ERASED)
+        left = [f"{name} ({channel})" for name, chosen in choices.items() for channel, on in chosen.items()
+                if not on and before.subscribed(name, channel)] + (["everything"] if everything and
+                                                                   not before.unsubscribed_all else [])
+        if left:  # the figures count an unsubscribe from the page like one by the link
+            await Lifecycle(request.app.state.pool).record(kind="unsubscribed", email=email,
+                                                           reason=f"preference page: unsubscribed from {', '.join(left)}")
         return await preference_page(request, email, '<p role="status"><b>Saved.</b></p>')
 
     # --- one-click unsubscribe ----------------------------------------------------------------

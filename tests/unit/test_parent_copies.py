@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from activities.render import Renderer
-from activities.send import PARENT_COPY_OF, parent_copy, parent_of
+from activities.outgoing import PARENT_COPY_OF, parent_copy, parent_of
 from workflows.contracts import Recipient, SendRequest
 from workflows.interview.models import Invitation
 

@@ -92,7 +92,8 @@ def test_seed_defaults():
     policy = PaymentPolicy()
     assert policy.reminder_after == [3 * D] and policy.reminder_grace == D
     assert policy.close_after == 30 * D and policy.hold_early_events_for == 24 * H
-    assert set(PaymentPolicyOverrides.model_fields) == {"reminder_after", "reminder_grace", "close_after"}
+    assert set(PaymentPolicyOverrides.model_fields) == {"reminder_after", "reminder_grace", "close_after",
+                                                        "template_versions"}
     p = payment()
     assert p.channels == ["email"] and p.payer.locale is None and p.policy == PaymentPolicyOverrides()
 

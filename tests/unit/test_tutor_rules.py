@@ -58,7 +58,7 @@ def test_seed_defaults_and_the_overrides_model():
     assert (policy.supportive_threshold, policy.supportive_window) == (3, 7 * D)
     assert (policy.manager_threshold, policy.manager_window) == (6, 14 * D)
     assert set(TutorPolicyOverrides.model_fields) == {"supportive_threshold", "supportive_window",
-                                                      "manager_threshold", "manager_window"}
+                                                      "manager_threshold", "manager_window", "template_versions"}
     assert with_overrides(policy, tutor(policy={"manager_window": "P21D"}).policy).manager_window == 21 * D
 
 

@@ -3,7 +3,11 @@ SMTP): reminders while pending, one confirmation once paid."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import asyncpg
 
 from starter.service import Journeys
 from tests.workflow.conftest import Driver, driver_fixture
@@ -123,3 +127,75 @@ async def test_webhook_channel_is_keyed_apart_and_skipped_without_a_webhook(paym
     skipped = {s.step.split("/", 1)[1]: s.reason for s in final.skips}
     assert set(skipped) == {"reminder-3d/webhook", "confirmation/webhook"}
     assert all("no webhook configured" in reason for reason in skipped.values())
+
+
+# --- send windows (FOLLOWUPS_SEND_WINDOW): quiet hours in the payer's zone ------------------------
+
+QUIET = {"send_window": "08:00-21:00"}
+payment_in_hours = driver_fixture(PaymentScenario, settings_from=lambda request: QUIET)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def _next_local(after: datetime, hour: int) -> datetime:
+    """The first `hour`:00 in Berlin at least a day after `after`, in UTC."""
+    local = (after + D).astimezone(BERLIN)
+    moment = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return (moment if moment >= local else moment + D).astimezone(timezone.utc)
+
+
+async def _remind_at_23(payment: PaymentScenario, grace: str) -> tuple[datetime, datetime]:
+    """Start a payment whose one reminder is due at 23:00 in Berlin (quiet until 08:00) with `grace`."""
+    now = await payment.now()
+    due = _next_local(now, 23)
+    await payment.start(policy={"reminder_after": [f"PT{int((due - now).total_seconds())}S"],
+                                "reminder_grace": grace, "close_after": "P5D"})
+    return now, due
+
+
+async def _deferrals(payment: PaymentScenario) -> list[dict]:
+    conn = await asyncpg.connect(payment.database_url)
+    try:
+        rows = await conn.fetch("SELECT reason, detail FROM message_events WHERE key LIKE $1 AND kind = 'deferred'",
+                                f"payment-{payment.entity_id}/%")
+    finally:
+        await conn.close()
+    return [{"reason": row["reason"], **json.loads(row["detail"])} for row in rows]
+
+
+async def test_a_reminder_due_in_quiet_hours_waits_for_the_window_and_says_why(payment_in_hours):
+    payment = payment_in_hours
+    _, due = await _remind_at_23(payment, grace="PT12H")
+    final = await payment.result()
+    opens = _next_local(due - D, 8)  # the next morning, 08:00 Berlin
+    assert [d["until"] for d in await _deferrals(payment)] == [opens.isoformat()]
+    [deferral] = await _deferrals(payment)
+    assert deferral["reason"].startswith("quiet hours in Europe/Berlin until 08:00")
+    assert final.status == PaymentStatus.EXPIRED and final.skips == []
+    assert len(await payment.sent()) == 1
+    history = await payment.client.get_workflow_handle(payment.workflow_id).fetch_history()
+    summaries = [event.user_metadata.summary.data.decode() for event in history.events
+                 if event.HasField("timer_started_event_attributes") and event.HasField("user_metadata")]
+    assert any("waiting: quiet hours in Europe/Berlin" in summary for summary in summaries), summaries
+
+
+async def test_a_reminder_whose_deadline_comes_before_the_window_goes_at_once_with_the_reason(payment_in_hours):
+    payment = payment_in_hours
+    await _remind_at_23(payment, grace="PT1H")
+    await payment.result()
+    assert await _deferrals(payment) == []
+    conn = await asyncpg.connect(payment.database_url)
+    try:
+        row = await conn.fetchrow("SELECT status, reason FROM messages WHERE key LIKE $1", f"payment-{payment.entity_id}/%")
+    finally:
+        await conn.close()
+    assert row["status"] == "sent" and "comes first" in row["reason"], dict(row)
+
+
+async def test_a_cancel_while_waiting_for_the_window_sends_nothing(payment_in_hours):
+    payment = payment_in_hours
+    now, due = await _remind_at_23(payment, grace="PT12H")
+    await payment.at(due - now + H)  # inside the deferral
+    await payment.event("cancel", reason="invoice withdrawn")
+    final = await payment.result()
+    assert final.status == PaymentStatus.CANCELLED and await payment.sent() == []
+    assert len(await _deferrals(payment)) == 1

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from workflows.contracts import Recipient
+from workflows.core.send import TemplatePinning
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
     EntityId, Flag, Moment, PersonName, PositiveDuration, ReminderOffsets, ShortText, Strict, overrides_of,
@@ -16,7 +17,7 @@ from workflows.core.fields import (
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
 
-class AppointmentPolicy(Strict):
+class AppointmentPolicy(TemplatePinning):
     """Seed 002: one reminder an hour before, only while scheduled or confirmed."""
 
     reminder_offsets: ReminderOffsets = [timedelta(hours=1)]

@@ -21,6 +21,7 @@ from workflows.core import loop
 from workflows.core.events import applied_under, fingerprinted
 from workflows.core.fields import with_overrides
 from workflows.core.search import publish
+from workflows.core.send import Waiting
 from workflows.core.steps import REFUSED, EventOutcome, PlannedStep
 
 S = TypeVar("S", bound=BaseModel)
@@ -142,6 +143,16 @@ class JourneyCore(Generic[S]):
         """Plan, wait, take, until the plan is empty (continuing as new when the history budget is spent)."""
         await loop.run_plan(self.plan, take, lambda: self.revision, carry, lambda: self.updates)
         self.show(None)
+
+    def waiting(self, step: PlannedStep) -> Waiting:
+        """For a send of `step` that must wait (quiet hours, a frequency cap): it stays due while
+        the rules would still take this very step next, so a cancel or a reschedule drops it."""
+        def still_due() -> bool:
+            now = self.rules.next_step(self.state, self.policy, self.awaiting_since, workflow.now())
+            return now is not None and (now.kind, now.number, now.at) == (step.kind, step.number, step.at)
+
+        return Waiting(lambda: self.revision, still_due,
+                       latest_templates=getattr(self.policy, "template_versions", "pinned") == "latest")
 
     def plan(self) -> PlannedStep | None:
         step = self.rules.next_step(self.state, self.policy, self.awaiting_since, workflow.now())

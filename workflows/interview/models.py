@@ -9,12 +9,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from workflows.contracts import Recipient
+from workflows.core.send import TemplatePinning
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import Count, EntityId, Moment, PositiveDuration, ShortText, Strict, WebUrl, overrides_of
 from workflows.core.steps import EventOutcome, PlannedStep, Skip
 
 
-class InterviewPolicy(Strict):
+class InterviewPolicy(TemplatePinning):
     """Seed 000's timings; every field but the hold can be overridden per start."""
 
     followup_after: PositiveDuration = timedelta(hours=48)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from workflows.contracts import Recipient
+from workflows.core.send import TemplatePinning
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
     EntityId, GroupName, Moment, NonNegativeDuration, PositiveDuration, ShortText, Strict, WebUrl, overrides_of,
@@ -38,7 +39,7 @@ DEFAULT_LEAD_STEPS = [
 ]
 
 
-class LeadPolicy(Strict):
+class LeadPolicy(TemplatePinning):
     """Seed 003: day 0 first email, day 3 "still interested?", day 7 final offer."""
 
     steps: LeadSteps = DEFAULT_LEAD_STEPS

@@ -20,6 +20,7 @@ from pydantic import (
 from temporalio import workflow
 
 from workflows.contracts import Channel, ParentCopy, Phone, Recipient
+from workflows.core.send import TemplatePinning
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
     EmailAddress, EntityId, Moment, PersonName, PositiveDuration, ShortText, Strict, TimeZone, WebUrl, overrides_of,
@@ -100,7 +101,7 @@ Channels = Annotated[list[Channel], Field(min_length=1), AfterValidator(_distinc
 # --- policy and start -------------------------------------------------------------------------
 
 
-class PaymentPolicy(Strict):
+class PaymentPolicy(TemplatePinning):
     """Seeds 001/003: a reminder once a payment is pending 3+ days; a confirmation when it is paid.
     Reminders due at or after `close_after` are not sent: the journey expires then."""
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from workflows.contracts import Recipient
+from workflows.core.send import TemplatePinning
 from workflows.core.events import JourneyEvent, event_maker
 from workflows.core.fields import (
     EmailAddress, EntityId, Moment, PersonName, PositiveDuration, ShortText, Strict, WebUrl, overrides_of,
@@ -32,7 +33,7 @@ Threshold = Annotated[int, Field(strict=True, ge=1, le=1000)]  # a JSON integer:
 Window = Annotated[PositiveDuration, AfterValidator(_at_most_a_year)]
 
 
-class TutorPolicy(Strict):
+class TutorPolicy(TemplatePinning):
     """Seed 004: ≥ 3 reschedules in 7 days → one supportive email to the tutor; ≥ 6 in 14 days → the
     manager is told. Each alert once per episode: not again until the count in its window falls
     below its threshold (the window clears)."""
