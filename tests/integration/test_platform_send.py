@@ -77,6 +77,17 @@ async def test_a_journey_keeps_the_version_published_when_it_started(own_stack, 
         [(first, "reminders", "sent"), (second, "reminders", "sent")]
 
 
+async def test_a_journey_whose_policy_asks_for_the_latest_gets_a_version_published_after_its_start(own_stack, http, uid):
+    await _version(http, "payment_reminder", "Before {{ amount }}")
+    policy = {"reminder_after": ["PT4S"], "template_versions": "latest"}
+    assert (await http.post("/v1/payments", json=_payment(uid, policy=policy))).status_code == 201
+    await asyncio.sleep(1.1)
+    newer = await _version(http, "payment_reminder", "After {{ amount }}")
+    [mail] = await _delivered(own_stack.smtp, f"payment-{uid}/reminder-4s")
+    assert mail["Subject"] == "After 1234.50"
+    assert (await _row(http, f"payment-{uid}/reminder-4s"))["template_version"] == newer
+
+
 async def test_a_recipient_always_gets_the_same_variant_and_the_message_records_it(own_stack, http, uid):
     variants = [{"name": "plain", "weight": 1}, {"name": "urgent", "weight": 1, "subject": "Urgent: {{ amount }}"}]
     version = await _version(http, "payment_reminder", "Plain: {{ amount }}", variants=variants)
