@@ -52,6 +52,17 @@ def smtp() -> Iterator[SinkServer]:
         yield server
 
 
+@pytest_asyncio.fixture
+async def pool(database_url: str) -> AsyncIterator:
+    """A small pool on the test database, migrated: for tests that read or arrange rows directly."""
+    from activities.store import connect, migrate
+
+    pool = await connect(database_url, 4)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture
 def uid() -> str:
     return uuid.uuid4().hex[:12]

@@ -15,7 +15,7 @@ import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
 import worker
-from activities.store import Outbox, Suppressions, connect, migrate
+from activities.store import Outbox, Suppressions
 from starter.client import FollowupsClient, FollowupsError
 from tests.integration.test_appointment_http import _delivered
 from tests.integration.test_cli import run as run_cli
@@ -28,14 +28,6 @@ from workflows.contracts import SendRequest, SendStatus
 async def http(stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=30) as client:
         yield client
-
-
-@pytest_asyncio.fixture
-async def pool(database_url) -> AsyncIterator:
-    pool = await connect(database_url, 4)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture

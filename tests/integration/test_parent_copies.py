@@ -6,7 +6,6 @@ journey started through the HTTP API sends both."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -17,17 +16,9 @@ from temporalio.testing import ActivityEnvironment
 
 import worker
 from activities import tokens
-from activities.store import Leads, Notifications, Outbox, Suppressions, connect, migrate
+from activities.store import Leads, Notifications, Outbox, Suppressions
 from tests.integration.test_appointment_http import _booking, _delivered
 from workflows.contracts import SendRequest, SendStatus
-
-
-@pytest_asyncio.fixture
-async def pool(database_url) -> AsyncIterator:
-    pool = await connect(database_url, 4)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture

@@ -6,7 +6,6 @@ its reason; internationalised addresses go out as RFC 6531 and IDNA say.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
 import pytest
@@ -15,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import worker
-from activities.store import Outbox, connect, migrate
+from activities.store import Outbox
 from starter.sink import Sink, SinkServer
 from workflows.contracts import DeliveryFailure, SendRequest, SendStatus
 
@@ -24,14 +23,6 @@ from workflows.contracts import DeliveryFailure, SendRequest, SendStatus
 def server(request):
     with SinkServer(Sink(), smtputf8=request.param) as running:
         yield running
-
-
-@pytest_asyncio.fixture
-async def pool(database_url) -> AsyncIterator:
-    pool = await connect(database_url, 4)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture

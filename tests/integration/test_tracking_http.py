@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from activities.lifecycle import Lifecycle
 from activities.machines import BURST_REASON
-from activities.store import Outbox, connect, migrate
+from activities.store import Outbox
 from activities.tracking import Tracker, TrackingStore
 from starter.routes.tracking import PIXEL
 
@@ -27,14 +27,6 @@ IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/60
           "Mobile/15E148")
 SENT = "sent"  # the lifecycle Outbox.finish(..., "sent") leaves
 LINKS = ["https://shop.example/a?x=1&y=2", "https://docs.example/guide", "https://ü.example/ä b"]
-
-
-@pytest_asyncio.fixture
-async def pool(database_url) -> AsyncIterator:
-    pool = await connect(database_url, 4)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture
