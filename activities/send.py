@@ -86,6 +86,9 @@ class SendActivities(OtherChannels):
                 raise outcome  # type: ignore[misc]
         if isinstance(own, BaseException):
             raise own  # for good: the journey records it
+        if isinstance(theirs, SendResult) and theirs.status is SendStatus.DEFERRED \
+                and own.status is not SendStatus.DEFERRED:
+            return theirs  # the copy waits for the parent's window; asked again, the child's is already done
         if isinstance(theirs, BaseException):  # recorded as failed on the copy's row; the journey's own went out
             activity.logger.warning("%s: the parent's copy failed for good: %s", copy.key, theirs)
         return own
@@ -156,14 +159,16 @@ class SendActivities(OtherChannels):
         kept = dict(category=template.category, template_version=template.version, variant=template.variant)
         verdict = await self.gate.verdict(
             email=email, category=template.category, channel=request.channel, zone=request.recipient.time_zone,
-            now=max(now, request.asked_at or now), not_after=request.not_after, deferrable=request.deferrable, key=request.key)
+            now=max(now, request.asked_at or now), not_after=request.not_after, deferrable=request.deferrable,
+            key=request.key)
         match verdict.plan:
             case windows.Skip(why=why):
                 await self.outbox.finish(request.key, "skipped", reason=why, **kept)
                 return done(SendStatus.SKIPPED, why)
             case windows.Defer(until=until, why=why):
                 await self.outbox.release(request.key, f"deferred: {why}")
-                await self.lifecycle.record(kind="deferred", key=request.key, reason=why, detail={"until": until.isoformat()})
+                await self.lifecycle.record(kind="deferred", key=request.key, reason=why,
+                                            detail={"until": until.isoformat()})
                 return SendResult(key=request.key, status=SendStatus.DEFERRED, reason=why, retry_at=until,
                                   message_id=row["message_id"])
         note = verdict.plan.note if isinstance(verdict.plan, windows.Send) else None  # sent despite quiet hours: why

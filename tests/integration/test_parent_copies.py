@@ -16,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 import worker
 from activities import tokens
+from activities.preferences import Preferences
 from activities.store import Leads, Notifications, Outbox, Suppressions
 from tests.integration.test_appointment_http import _booking, _delivered
 from workflows.contracts import SendRequest, SendStatus
@@ -202,3 +203,19 @@ async def test_a_payer_and_a_session_attendee_under_13_copy_the_parent_too(stack
         await _delivered(stack.smtp, f"payment-p-{uid}/reminder-2s")
         [copy] = await _delivered(stack.smtp, f"payment-p-{uid}/reminder-2s/parent")
         assert copy["To"].addresses[0].addr_spec == f"mum-{uid}@example.com"
+
+
+async def test_a_parent_in_quiet_hours_gets_the_copy_later_and_the_child_now(sends, smtp, pool, uid):
+    """The parent's own send window (their preferences) defers only the copy: the step answers
+    DEFERRED with the copy's time, and asked again it finds the child's message done."""
+    now = datetime.now(timezone.utc)
+    closed = f"{(now + timedelta(hours=2)):%H:00}-{(now + timedelta(hours=3)):%H:00}"  # opens in 1-2 h
+    await Preferences(pool).put(f"mum-{uid}@example.com", send_window=closed, time_zone="UTC")
+    req = request(uid, child(uid))
+    first = await send(sends, req)
+    assert first.status == SendStatus.DEFERRED and first.key == f"{req.key}/parent", first
+    assert first.retry_at is not None and first.retry_at > now and first.reason.startswith("quiet hours in UTC")
+    assert to(smtp, f"kid-{uid}@example.com") and not to(smtp, f"mum-{uid}@example.com")
+    again = await send(sends, req)  # before the window: the child's is done, the copy waits still
+    assert again.status == SendStatus.DEFERRED and smtp.sink.keys()[req.key] == 1
+    assert (await Outbox(pool).get(f"{req.key}/parent"))["status"] == "queued"
