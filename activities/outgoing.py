@@ -27,7 +27,8 @@ def parent_copy(request: SendRequest) -> SendRequest | None:
     parent = Recipient(email=child.parent_email, name=child.parent_name or f"Parent of {child.name}"[:200],
                        time_zone=child.time_zone)
     return request.model_copy(update={"key": f"{request.key}/parent", "recipient": parent, "phone": None,
-                                      "context": {**request.context, PARENT_COPY_OF: child.name}})
+                                      "context": {**request.context, PARENT_COPY_OF: child.name},
+                                      "deferrable": False})  # it goes with the child's message, never later
 
 
 def parent_of(recipient: Recipient) -> dict | None:

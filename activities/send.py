@@ -73,6 +73,11 @@ class SendActivities(OtherChannels):
         if self.unrecorded:
             await self._flush_unrecorded()
         copy = parent_copy(request)
+        if request.skip_reason is not None:  # the journey dropped it while it waited
+            own = await self._send(request, skip=request.skip_reason)
+            if copy is not None:
+                await self._send(copy, skip=request.skip_reason)
+            return own
         if copy is None:
             return await self._send(request)
         if request.recipient.parent_copy == "instead":
@@ -86,9 +91,6 @@ class SendActivities(OtherChannels):
                 raise outcome  # type: ignore[misc]
         if isinstance(own, BaseException):
             raise own  # for good: the journey records it
-        if isinstance(theirs, SendResult) and theirs.status is SendStatus.DEFERRED \
-                and own.status is not SendStatus.DEFERRED:
-            return theirs  # the copy waits for the parent's window; asked again, the child's is already done
         if isinstance(theirs, BaseException):  # recorded as failed on the copy's row; the journey's own went out
             activity.logger.warning("%s: the parent's copy failed for good: %s", copy.key, theirs)
         return own
@@ -120,6 +122,7 @@ class SendActivities(OtherChannels):
             context=request.context, message_id=message_id(request.key, self.sender.domain),
             due_at=request.due_at, lease=SEND_LEASE, channel=request.channel, phone=request.phone,
             parent=parent_of(request.recipient), recipient_hash=email_hash(email),
+            parent_hash=email_hash(str(request.recipient.parent_email)) if request.recipient.parent_email else None,
         )
         try:
             claim = await self.outbox.claim(**fields)

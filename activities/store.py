@@ -89,20 +89,23 @@ class Outbox:
                     recipient_name: str, category: str, context: dict[str, Any], message_id: str,
                     due_at: datetime | None, lease: timedelta, channel: str = "email",
                     phone: str | None = None, parent: dict[str, Any] | None = None,
-                    recipient_hash: str | None = None) -> Claim:
+                    recipient_hash: str | None = None, parent_hash: str | None = None) -> Claim:
         """Record the key as queued (once) and take a lease on sending it. `parent`: the recipient is
         under 13 (their parent's address and copy rule), kept so a forced resend follows it too.
-        `recipient_hash`: an address erased under that hash (GDPR) is not stored again: "erased"."""
+        `recipient_hash`: an address erased under that hash (GDPR) is not stored again: "erased";
+        nor is an erased parent's address (`parent_hash`) on their child's row."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name,
                                          category, context, status, message_id, due_at, channel, phone, parent)
-                   SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12, $13::jsonb
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12,
+                          CASE WHEN EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $15) THEN NULL
+                               ELSE $13::jsonb END
                    WHERE NOT EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $14)
                    ON CONFLICT (key) DO NOTHING""",
                 key, journey, entity_id, template, recipient, recipient_name, category,
                 json.dumps(context), message_id, due_at, channel, phone,
-                None if parent is None else json.dumps(parent), recipient_hash,
+                None if parent is None else json.dumps(parent), recipient_hash, parent_hash,
             )
             row = await conn.fetchrow("SELECT * FROM messages WHERE key = $1 FOR UPDATE", key)
             if row is None:

@@ -235,7 +235,7 @@ def plan(now: datetime, zone: str, window: SendWindow | None, *, not_after: date
         why = f"{cap_name} until {_when(until, zone)}"
     else:
         why = f"{cap_name} until {_when(held, zone)}, then quiet hours in {zone} until {_when(until, zone)}"
-    if not_after is None or until <= _utc(not_after):
+    if not_after is None or until < _utc(not_after):  # not_after is exclusive, as the send step's too-late check
         return Defer(until, why)
     deadline = f"the deadline {_when(_utc(not_after), zone)} comes first"
     if late == "send":

@@ -107,6 +107,9 @@ class SendRequest(Strict):
     # this and its own clock, so a worker whose clock lags never answers DEFERRED for a time that
     # has passed for the journey.
     asked_at: datetime | None = None
+    # The journey no longer wants this message (an event came while it waited for quiet hours to
+    # end): the send step records it as skipped with this reason, and its parent's copy too.
+    skip_reason: str | None = None
 
 
 class SendStatus(StrEnum):

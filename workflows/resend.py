@@ -25,7 +25,9 @@ class ResendMessage:
         )
         if recorded is None:
             raise ApplicationError(f"no message {original_key!r} to resend", type="UnknownMessage", non_retryable=True)
-        request = recorded.model_copy(update={"key": new_key, "due_at": workflow.now(), "not_after": None})
+        # Forced by an operator: it goes now, whatever the recipient's send window or caps say.
+        request = recorded.model_copy(update={"key": new_key, "due_at": workflow.now(), "not_after": None,
+                                              "deferrable": False})
         return await workflow.execute_activity(
             SEND_MESSAGE, request, result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=SEND_RETRY,
             summary=f"resend {original_key} as {new_key}",

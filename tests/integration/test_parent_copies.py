@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 import worker
 from activities import tokens
-from activities.preferences import Preferences
+from activities.preferences import Preferences, email_hash
 from activities.store import Leads, Notifications, Outbox, Suppressions
 from tests.integration.test_appointment_http import _booking, _delivered
 from workflows.contracts import SendRequest, SendStatus
@@ -205,17 +205,32 @@ async def test_a_payer_and_a_session_attendee_under_13_copy_the_parent_too(stack
         assert copy["To"].addresses[0].addr_spec == f"mum-{uid}@example.com"
 
 
-async def test_a_parent_in_quiet_hours_gets_the_copy_later_and_the_child_now(sends, smtp, pool, uid):
-    """The parent's own send window (their preferences) defers only the copy: the step answers
-    DEFERRED with the copy's time, and asked again it finds the child's message done."""
+async def test_a_parents_copy_goes_with_the_childs_message_whatever_the_parents_send_window(sends, smtp, pool, uid):
+    """A copy never waits on its own: were it deferred after the child's message went (or failed),
+    nothing would ever ask for it again."""
     now = datetime.now(timezone.utc)
     closed = f"{(now + timedelta(hours=2)):%H:00}-{(now + timedelta(hours=3)):%H:00}"  # opens in 1-2 h
     await Preferences(pool).put(f"mum-{uid}@example.com", send_window=closed, time_zone="UTC")
     req = request(uid, child(uid))
-    first = await send(sends, req)
-    assert first.status == SendStatus.DEFERRED and first.key == f"{req.key}/parent", first
-    assert first.retry_at is not None and first.retry_at > now and first.reason.startswith("quiet hours in UTC")
-    assert to(smtp, f"kid-{uid}@example.com") and not to(smtp, f"mum-{uid}@example.com")
-    again = await send(sends, req)  # before the window: the child's is done, the copy waits still
-    assert again.status == SendStatus.DEFERRED and smtp.sink.keys()[req.key] == 1
-    assert (await Outbox(pool).get(f"{req.key}/parent"))["status"] == "queued"
+    assert (await send(sends, req)).status == SendStatus.SENT
+    assert to(smtp, f"kid-{uid}@example.com") and to(smtp, f"mum-{uid}@example.com")
+    assert (await Outbox(pool).get(f"{req.key}/parent"))["status"] == "sent"
+
+
+async def test_a_message_the_journey_dropped_while_it_waited_is_recorded_skipped_with_its_copy(sends, smtp, pool, uid):
+    req = request(uid, child(uid)).model_copy(update={"skip_reason": "no longer due: cancelled"})
+    result = await send(sends, req)
+    assert result.status == SendStatus.SKIPPED and result.reason == "no longer due: cancelled"
+    for key in (req.key, f"{req.key}/parent"):
+        row = await Outbox(pool).get(key)
+        assert (row["status"], row["reason"]) == ("skipped", "no longer due: cancelled")
+    assert not to(smtp, f"kid-{uid}@example.com") and not to(smtp, f"mum-{uid}@example.com")
+
+
+async def test_an_erased_parents_address_is_stored_nowhere_again(sends, smtp, pool, uid):
+    await pool.execute("INSERT INTO erased_recipients (email_hash) VALUES ($1)", email_hash(f"mum-{uid}@example.com"))
+    req = request(uid, child(uid))
+    assert (await send(sends, req)).status == SendStatus.SENT  # the child's own message goes
+    row = await Outbox(pool).get(req.key)
+    assert row["parent"] is None  # not the erased parent's address on the child's row
+    assert await Outbox(pool).get(f"{req.key}/parent") is None and not to(smtp, f"mum-{uid}@example.com")

@@ -248,7 +248,7 @@ def test_plan_never_defers_critical_nor_past_the_deadline(
     if critical:
         assert result == Send()
     elif isinstance(result, Defer):
-        assert result.until > now and (not_after is None or result.until <= not_after)
+        assert result.until > now and (not_after is None or result.until < not_after)  # not_after is exclusive
         assert window is None or inside(window, zone, result.until)  # it wakes inside the window
         assert not capped or result.until >= capped_until  # type: ignore[operator]
         assert result.why.startswith("quiet hours" if not capped else "frequency cap")
@@ -296,3 +296,16 @@ def test_the_drawn_cases_reach_both_kinds_of_clock_change() -> None:
 
     count()
     assert seen["at a gap"] >= 5 and seen["in a repeated hour"] >= 10 and seen["ordinary"] >= 50, seen
+
+
+def test_a_deadline_at_the_very_moment_the_window_opens_is_not_waited_for():
+    """`not_after` is exclusive, as the send step's too-late check: a message deferred to it would
+    wake too late and be skipped as such, instead of following `late`."""
+    now = datetime(2026, 12, 3, 22, 0, tzinfo=timezone.utc)
+    window = SendWindow.parse("08:00-21:00")
+    opens = next_open(now, "UTC", window)
+    assert opens == datetime(2026, 12, 4, 8, 0, tzinfo=timezone.utc)
+    sent = plan(now, "UTC", window, not_after=opens, critical=False, late="send", cap_until=None, cap_policy="defer")
+    assert isinstance(sent, Send) and sent.note and "comes first" in sent.note
+    assert isinstance(plan(now, "UTC", window, not_after=opens + timedelta(seconds=1), critical=False, late="send",
+                           cap_until=None, cap_policy="defer"), Defer)

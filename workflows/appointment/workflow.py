@@ -125,7 +125,7 @@ class AppointmentJourney:
             },
             due_at=step.at, not_after=step.not_after,
         )
-        return await send(request, lambda k, reason: rules.record_skip(self.state, k, reason, workflow.now()), self.core.waiting(step))
+        return await send(request, lambda k, reason: rules.record_skip(self.state, k, reason, workflow.now()), self.core.waiting())
 
     def _carry(self) -> AppointmentInput:
         return AppointmentInput(appointment_id=self.state.appointment_id, booking=self.core.start,

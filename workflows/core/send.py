@@ -3,7 +3,7 @@ implementation lives in `activities.send`, which a workflow never imports)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -34,11 +34,12 @@ class TemplatePinning(Strict):
 @dataclass(frozen=True)
 class Waiting:
     """How a journey's send waits out quiet hours or a frequency cap: it wakes when `revision()`
-    moves (an event changed the journey) and goes on waiting only while `still_due()`. And whether
-    it renders the latest published templates rather than those of its start."""
+    moves (an event changed the journey) and goes on waiting only while `moment()` (what the
+    journey is and plans) is what it was when the wait began. And whether it renders the latest
+    published templates rather than those of its start."""
 
     revision: Callable[[], int]
-    still_due: Callable[[], bool]
+    moment: Callable[[], Hashable]
     latest_templates: bool = False
 
 
@@ -66,9 +67,9 @@ async def send(request: SendRequest, on_skip: Callable[[str, str], None], waitin
                 return SendStatus.FAILED
             raise
         if result.status is SendStatus.DEFERRED and result.retry_at is not None:
-            if not await _wait_out(result, waiting):
-                on_skip(request.key, f"no longer due: the journey changed while it waited ({result.reason})")
-                return SendStatus.SKIPPED
+            if not await _wait_out(result, waiting):  # asked once more, to record the skip on its row
+                reason = f"no longer due: the journey changed while it waited ({result.reason})"
+                request = request.model_copy(update={"skip_reason": reason})
             continue
         if result.status in (SendStatus.SKIPPED, SendStatus.FAILED):  # FAILED: the key had failed before
             on_skip(request.key, result.reason or f"{result.status.value} at the send step")
@@ -89,6 +90,7 @@ async def _wait_out(result: SendResult, waiting: Waiting | None) -> bool:
 
 
 async def _sleep_until(until: datetime, summary: str, waiting: Waiting | None) -> bool:
+    began = waiting.moment() if waiting is not None else None
     while (remaining := until - workflow.now()) > timedelta(0):
         if waiting is None:
             await workflow.sleep(remaining, summary=summary)
@@ -99,6 +101,6 @@ async def _sleep_until(until: datetime, summary: str, waiting: Waiting | None) -
                                           timeout_summary=summary)
         except TimeoutError:
             return True
-        if not waiting.still_due():
+        if waiting.moment() != began:
             return False
     return True

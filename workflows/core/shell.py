@@ -9,7 +9,7 @@ A journey's rules module provides, with these signatures:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -144,14 +144,20 @@ class JourneyCore(Generic[S]):
         await loop.run_plan(self.plan, take, lambda: self.revision, carry, lambda: self.updates)
         self.show(None)
 
-    def waiting(self, step: PlannedStep) -> Waiting:
-        """For a send of `step` that must wait (quiet hours, a frequency cap): it stays due while
-        the rules would still take this very step next, so a cancel or a reschedule drops it."""
-        def still_due() -> bool:
-            now = self.rules.next_step(self.state, self.policy, self.awaiting_since, workflow.now())
-            return now is not None and (now.kind, now.number, now.at) == (step.kind, step.number, step.at)
+    def waiting(self, plan_matters: bool = True) -> Waiting:
+        """For a send that must wait (quiet hours, a frequency cap): it is dropped when an event
+        changes the journey's status (a cancel, a conversion, a payment) or, if `plan_matters`, what
+        it plans next (a reschedule); an event that changes neither (another member's submission)
+        leaves it waiting. The send's own step is already marked taken by then, in most journeys, so
+        "the same next step" means the one after it."""
+        def moment() -> Hashable:
+            if not plan_matters:
+                return self.state.status  # type: ignore[attr-defined]
+            planned = self.rules.next_step(self.state, self.policy, self.awaiting_since, workflow.now())
+            return (self.state.status,  # type: ignore[attr-defined]
+                    None if planned is None else (planned.kind, planned.number, planned.at, planned.not_after))
 
-        return Waiting(lambda: self.revision, still_due,
+        return Waiting(lambda: self.revision, moment,
                        latest_templates=getattr(self.policy, "template_versions", "pinned") == "latest")
 
     def plan(self) -> PlannedStep | None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from temporalio import workflow
 
 from workflows.contracts import Channel, Recipient, SendRequest
-from workflows.core.send import Waiting, send
+from workflows.core.send import send
 from workflows.core.shell import JourneyCore, Reply
 from workflows.core.steps import PlannedStep, StepKind, too_late, unreachable
 from workflows.core.timing import when
@@ -66,7 +66,6 @@ class DeclaredJourney:
         self.core = JourneyCore(policy.name, journey.id, rules, policy, state, journey.start, journey.state,
                                 journey.awaiting_since, details=self._details, recipient=self._recipient,
                                 group=lambda: self._start.group if self._start else None)
-        self._taking: PlannedStep | None = None  # the step whose messages are going out
 
     @property
     def state(self) -> DeclaredState:
@@ -112,7 +111,6 @@ class DeclaredJourney:
     async def _take(self, step: PlannedStep) -> None:
         policy = self.core.policy
         assert isinstance(policy, DeclaredPolicy)
-        self._taking = step
         await take(self.state, policy, step, workflow.now(), self._send_step)
 
     async def _send_step(self, due: rules.Due) -> None:
@@ -143,20 +141,12 @@ class DeclaredJourney:
             context={**start.context, **{name: at.isoformat() for name, at in state.anchors.items()},
                      "name": recipient.name, "journey": state.journey, "step": due.step.name,
                      "member_id": member.member_id if member else None},
-            due_at=due.at, not_after=due.not_after,
+            due_at=due.at, not_after=due.not_after, deferrable=member is None,
         )
         status = await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()),
-                            self._waiting(member))
+                            self.core.waiting())  # dropped if an event changes the status or the plan
         if status.delivered:
             state.delivered += 1
-
-    def _waiting(self, member: Member | None) -> Waiting:
-        """A send that waits for quiet hours stays due while the step does, and the member is in."""
-        assert self._taking is not None
-        step = self.core.waiting(self._taking)
-        if member is None:
-            return step
-        return Waiting(step.revision, lambda: step.still_due() and member.member_id not in self.state.exited_members)
 
     def _recipient(self) -> str | None:
         start = self._start

@@ -138,7 +138,7 @@ class InterviewJourney:
             due_at=step.at,
             not_after=step.not_after,
         )
-        return await send(request, lambda key, reason: rules.record_skip(self.state, key, reason, workflow.now()), self.core.waiting(step))
+        return await send(request, lambda key, reason: rules.record_skip(self.state, key, reason, workflow.now()), self.core.waiting())
 
     def _carry(self) -> InterviewInput:
         return InterviewInput(interview_id=self.state.interview_id, invitation=self.core.start,

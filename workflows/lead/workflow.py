@@ -109,7 +109,7 @@ class LeadJourney:
                      "campaign": lead.campaign, "step": step.number, "steps": len(policy.steps)},
             due_at=step.at, not_after=step.not_after,
         )
-        return await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()), self.core.waiting(step))
+        return await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()), self.core.waiting())
 
     def _carry(self) -> LeadInput:
         return LeadInput(lead_id=self.state.lead_id, lead=self.core.start, policy=self.core.policy,

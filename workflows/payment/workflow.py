@@ -124,7 +124,7 @@ class PaymentJourney:
             },
             due_at=step.at, not_after=step.not_after,
         )
-        status = await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()), self.core.waiting(step))
+        status = await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()), self.core.waiting())
         if status.delivered and step.kind == StepKind.REMINDER:
             state.reminders_sent.append(message_key)
         return status

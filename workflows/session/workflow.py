@@ -323,25 +323,26 @@ class SessionJourney:
 
     async def _send_to(self, name: str, template: str, step: PlannedStep, attendee: Attendee, channel: str) -> None:
         key = rules.key(self.state.session_id, name, attendee.attendee_id, channel)
-        status = await send(self._request(key, template, step, attendee.recipient(), channel, attendee.phone),
-                            self._skip)
+        status = await send(self._request(key, template, step, attendee.recipient(), channel, attendee.phone,
+                                          deferrable=False), self._skip)  # a fan-out never waits for one person
         if status.delivered:
             self.state.sent.append(key)
 
     async def _send_one(self, name: str, template: str, step: PlannedStep, recipient: Recipient) -> None:
         key = rules.key(self.state.session_id, name)
-        if (await send(self._request(key, template, step, recipient, "email", None), self._skip)).delivered:
+        if (await send(self._request(key, template, step, recipient, "email", None), self._skip,
+                       self.core.waiting())).delivered:
             self.state.sent.append(key)
 
     def _skip(self, key: str, reason: str) -> None:
         rules.record_skip(self.state, key, reason, workflow.now())
 
     def _request(self, key: str, template: str, step: PlannedStep, recipient: Recipient, channel: str,
-                 phone: str | None) -> SendRequest:
+                 phone: str | None, deferrable: bool = True) -> SendRequest:
         return SendRequest(
             key=key, journey="session", entity_id=self.state.session_id, template=template, recipient=recipient,
             channel=channel, phone=phone, context={"name": recipient.name, **self._context()},
-            due_at=step.at, not_after=step.not_after,
+            due_at=step.at, not_after=step.not_after, deferrable=deferrable,
         )
 
     def _context(self) -> dict:

@@ -119,7 +119,7 @@ class TutorJourney:
             },
             due_at=step.at, not_after=step.not_after,
         )
-        return await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()), self.core.waiting(step))
+        return await send(request, lambda k, reason: rules.record_skip(state, k, reason, workflow.now()), self.core.waiting(plan_matters=False))
 
     def _carry(self) -> TutorInput:
         return TutorInput(tutor_id=self.state.tutor_id, tutor=self.core.start, policy=self.core.policy,
