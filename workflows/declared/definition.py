@@ -106,7 +106,9 @@ class Step(Strict):
     grace: PositiveDuration | None = Field(None, description="how late the step may still go (default: the journey's)")
     template: TemplateName
     channels: list[Channel] = Field(["email"], min_length=1, max_length=3)
-    category: MessageCategory = MessageCategory.TRANSACTIONAL
+    category: MessageCategory = Field(MessageCategory.TRANSACTIONAL, description=(
+        "kept so older definitions still read; the category the step's template declares decides "
+        "(templates/catalog.yaml, or the saved version's)"))
 
 
 class EventSpec(Strict):
