@@ -1,14 +1,17 @@
 """Provider event webhooks: each provider's own authentication, then its events normalised into
 `ProviderEvent`s (activities.bounces applies them).
 
-- Amazon SES through SNS (activities.sns): the SNS signature (version 1 SHA1, version 2 SHA256 with
-  RSA) over the string AWS documents for each message type, with the certificate fetched from
-  `SigningCertURL` only if that is https on an SNS host (sns.<region>.amazonaws.com); the topic must
-  be one we were told to accept (anyone can subscribe our URL to a topic of their own, and SNS signs
-  that too).
-- SendGrid: ECDSA P-256 over timestamp + raw body with the Event Webhook's verification key.
+- Amazon SES through SNS (activities.sns): the SNS signature (version 2 SHA256 with RSA; version 1
+  SHA1 too, AWS's default) over the string AWS documents for each message type, with the certificate
+  fetched from `SigningCertURL` only if that is https on an SNS host of the topic's region
+  (sns.<region>.amazonaws.com) and naming sns.amazonaws.com; the topic must be one we were told to
+  accept (anyone can subscribe our URL to a topic of their own, and SNS signs that too), and the
+  message's Timestamp less than an hour old.
+- SendGrid: ECDSA P-256 over timestamp + raw body with the Event Webhook's verification key; a
+  timestamp more than 15 minutes off is refused (a captured request replayed).
 - Mailgun: HMAC-SHA256 of timestamp + token with the webhook signing key, inside the body; a
-  timestamp more than 15 minutes off, or a token used before, is refused.
+  timestamp more than 15 minutes off, or a token used before, is refused (the token is claimed
+  before anything is recorded, so of two requests with one token only one gets through).
 - Postmark: no signature exists; basic auth (over HTTPS), compared in constant time.
 Which message an event is about: our Message-ID where the provider echoes it (SES original headers,
 SendGrid `smtp-id`, Mailgun `message-id`) and our key from X-Followups-Key (SES headers) or a
@@ -36,7 +39,18 @@ KEY_FIELD = "followups_key"  # the custom argument / metadata name that carries 
 
 
 class Forged(Exception):
-    """The request is not provably from the provider: refused (401) before anything is read."""
+    """The request is not provably from the provider: refused (401) before anything is read.
+    `field` names what was wrong when that is not the signature itself (a stale timestamp)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _stale(timestamp: str, now: datetime, max_age: timedelta) -> bool:
+    """Whether epoch-seconds `timestamp` is not a time within `max_age` of `now`, either way."""
+    sent = _at(timestamp) if timestamp.isdigit() else None
+    return sent is None or abs(now - sent) > max_age
 
 
 class ProviderUnavailable(Exception):
@@ -80,6 +94,8 @@ def _text(*parts: Any) -> str | None:
 
 
 class SendGrid:
+    MAX_AGE = timedelta(minutes=15)
+
     def __init__(self, public_key: str) -> None:
         try:
             key = serialization.load_der_public_key(base64.b64decode(public_key, validate=True))
@@ -89,7 +105,9 @@ class SendGrid:
             raise ValueError("FOLLOWUPS_SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA P-256 key")
         self.key = key
 
-    def verify(self, body: bytes, signature: str | None, timestamp: str | None) -> None:
+    def verify(self, body: bytes, signature: str | None, timestamp: str | None, now: datetime | None = None) -> None:
+        """Refuse a request whose signature does not verify, or whose (signed) timestamp is more than
+        MAX_AGE from `now`: SendGrid signs each post as it sends it, so an old one is a replay."""
         if not signature or not timestamp:
             raise Forged("missing X-Twilio-Email-Event-Webhook-Signature or X-Twilio-Email-Event-Webhook-Timestamp")
         try:
@@ -97,6 +115,10 @@ class SendGrid:
                             ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, binascii.Error, ValueError, UnicodeEncodeError) as err:
             raise Forged("the signature does not verify with FOLLOWUPS_SENDGRID_WEBHOOK_PUBLIC_KEY") from err
+        if _stale(timestamp, now or datetime.now(timezone.utc), self.MAX_AGE):
+            raise Forged(f"stale X-Twilio-Email-Event-Webhook-Timestamp {timestamp}: more than "
+                         f"{self.MAX_AGE.seconds // 60} minutes from now (a replayed request)",
+                         field="X-Twilio-Email-Event-Webhook-Timestamp")
 
     @staticmethod
     def events(batch: list[dict[str, Any]]) -> list[ProviderEvent]:
@@ -143,9 +165,9 @@ class Mailgun:
         expected = hmac.new(self.signing_key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, str(signature["signature"])):
             raise Forged("the signature does not verify with FOLLOWUPS_MAILGUN_WEBHOOK_SIGNING_KEY")
-        sent = _at(timestamp) if timestamp.isdigit() else None
-        if sent is None or abs(now - sent) > self.MAX_AGE:
-            raise Forged(f"stale timestamp {timestamp}: more than {self.MAX_AGE.seconds // 60} minutes from now")
+        if _stale(timestamp, now, self.MAX_AGE):
+            raise Forged(f"stale timestamp {timestamp}: more than {self.MAX_AGE.seconds // 60} minutes from now",
+                         field="signature.timestamp")
         return token
 
     @staticmethod
@@ -170,20 +192,28 @@ class Mailgun:
 
 
 class WebhookTokens:
-    """Tokens already used by a provider whose signature covers no body (Mailgun): replays."""
+    """Tokens already used by a provider whose signature covers no body (Mailgun): replays.
+    A token is claimed (inserted) before its request's events are recorded: the primary key lets
+    one of two concurrent requests with the same token have it, the other waits for that insert
+    and then finds it taken. A look first and an insert after would let both through."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def used(self, provider: str, token: str) -> bool:
-        return bool(await self.pool.fetchval("SELECT true FROM webhook_tokens WHERE provider = $1 AND token = $2",
-                                             provider, token))
-
-    async def remember(self, provider: str, token: str) -> None:
+    async def claim(self, provider: str, token: str) -> bool:
+        """Take `token` for this request: False if it was taken before (a replay)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM webhook_tokens WHERE seen_at < now() - interval '1 hour'")
-            await conn.execute("INSERT INTO webhook_tokens (provider, token) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                               provider, token)
+            # rows past any timestamp's 15 minutes either way; another request's prune keeps its own
+            await conn.execute("DELETE FROM webhook_tokens WHERE (provider, token) IN (SELECT provider, token FROM "
+                               "webhook_tokens WHERE seen_at < now() - interval '1 hour' FOR UPDATE SKIP LOCKED)")
+            return bool(await conn.fetchval(
+                "INSERT INTO webhook_tokens (provider, token) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+                provider, token))
+
+    async def release(self, provider: str, token: str) -> None:
+        """Give a claimed token back when its request failed before its events were kept, so that the
+        provider's retry of the very same request is taken."""
+        await self.pool.execute("DELETE FROM webhook_tokens WHERE provider = $1 AND token = $2", provider, token)
 
 
 # --- Postmark -----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from activities.bounces import BounceHandling, Outcome
 from activities.dsn import AutoReply, NotABounce, read_bounce
 from activities.providers import Forged, Mailgun, Postmark, ProviderUnavailable, SendGrid, WebhookTokens
-from activities.sns import Ses, Sns
+from activities.sns import Ses, Sns, topic_region
 from settings import Settings
 from starter import bulk
 from starter.service import NotFound, Rejected, ServiceError, Unavailable
@@ -147,10 +147,10 @@ def router(authed: list, settings: Settings, sns: Sns | None = None) -> APIRoute
         try:
             message = await provider.verify(await request.body())
             if message["Type"] == "SubscriptionConfirmation":
-                await provider.sns.confirm(message["SubscribeURL"])
+                await provider.sns.confirm(message["SubscribeURL"], topic_region(message["TopicArn"]))
                 return WebhookView(result="subscription confirmed")
         except Forged as err:
-            raise Unauthorized(str(err), field="Signature") from err
+            raise Unauthorized(str(err), field=err.field or "Signature") from err
         except ProviderUnavailable as err:
             raise Unavailable(str(err)) from err
         if message["Type"] != "Notification":
@@ -161,14 +161,15 @@ def router(authed: list, settings: Settings, sns: Sns | None = None) -> APIRoute
     @api.post("/v1/webhooks/sendgrid", tags=["webhooks"], openapi_extra={"requestBody": {
         "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}})
     async def sendgrid_webhook(request: Request, background: BackgroundTasks) -> WebhookView:
-        """SendGrid's Event Webhook, signed (ECDSA) with the key in FOLLOWUPS_SENDGRID_WEBHOOK_PUBLIC_KEY."""
+        """SendGrid's Event Webhook, signed (ECDSA) with the key in FOLLOWUPS_SENDGRID_WEBHOOK_PUBLIC_KEY;
+        a timestamp more than 15 minutes from now is refused."""
         provider = configured(sendgrid, "SendGrid", "FOLLOWUPS_SENDGRID_WEBHOOK_PUBLIC_KEY")
         raw = await request.body()
         try:
             provider.verify(raw, request.headers.get("X-Twilio-Email-Event-Webhook-Signature"),
-                            request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"))
+                            request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"), datetime.now(timezone.utc))
         except Forged as err:
-            raise Unauthorized(str(err), field="X-Twilio-Email-Event-Webhook-Signature") from err
+            raise Unauthorized(str(err), field=err.field or "X-Twilio-Email-Event-Webhook-Signature") from err
         batch = _json(raw)
         if not isinstance(batch, list) or not all(isinstance(item, dict) for item in batch):
             raise Rejected("the body is not a JSON array of events", field="body")
@@ -185,12 +186,18 @@ def router(authed: list, settings: Settings, sns: Sns | None = None) -> APIRoute
         try:
             token = provider.verify(payload, datetime.now(timezone.utc))
         except Forged as err:
-            raise Unauthorized(str(err), field="signature") from err
-        if await tokens.used("mailgun", token):
-            raise Unauthorized("this token was used before: a replayed request", field="signature.token")
+            raise Unauthorized(str(err), field=err.field or "signature") from err
         events = _read(provider.events, payload)
-        outcome = await apply(request, background, events)
-        await tokens.remember("mailgun", token)  # after the events are kept: a failed attempt may be retried
+        # The token is taken first (an insert that only one request can win), then the events kept:
+        # of two concurrent posts with one token, the second is refused here. If keeping the events
+        # fails, the token is given back so that Mailgun's retry of the same post is taken.
+        if not await tokens.claim("mailgun", token):
+            raise Unauthorized("this token was used before: a replayed request", field="signature.token")
+        try:
+            outcome = await apply(request, background, events)
+        except BaseException:
+            await tokens.release("mailgun", token)
+            raise
         return view(events, outcome)
 
     @api.post("/v1/webhooks/postmark", tags=["webhooks"], openapi_extra={"requestBody": {"content": _JSON}})

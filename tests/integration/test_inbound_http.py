@@ -1,8 +1,8 @@
 """Bounces and provider webhooks through the real API (a worker, the Temporal dev server, PostgreSQL,
 the SMTP sink): for each provider a payload as its documentation shows it (tests/data/providers),
 signed with keys made here, is recorded once and suppresses as the rules say; a forged or missing
-signature, a wrong key, a stale timestamp or a certificate off an SNS host is a 401 that changes
-nothing in PostgreSQL. The SNS certificate is the one thing served by a stand-in for AWS (this
+signature, a wrong key, a stale timestamp, a certificate off an SNS host (or of another region, or
+naming another host) is a 401 that changes nothing in PostgreSQL. The SNS certificate is the one thing served by a stand-in for AWS (this
 machine cannot reach it): an HTTP client given to the route's SNS certificate fetcher."""
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ MAILGUN_KEY = uuid.uuid4().hex
 POSTMARK = ("postmark", uuid.uuid4().hex)
 
 
-def _certificate(key: rsa.RSAPrivateKey) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+def _certificate(key: rsa.RSAPrivateKey, subject: str = "sns.amazonaws.com") -> bytes:
+    """A self-signed certificate naming `subject`, as AWS's SNS signing certificates name sns.amazonaws.com."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.now(timezone.utc)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
@@ -54,12 +55,12 @@ SENDGRID_PUBLIC = base64.b64encode(SENDGRID_KEY.public_key().public_bytes(
 @pytest_asyncio.fixture(scope="module")
 async def bounce_stack(local_env, database_url, smtp):
     asked: list[str] = []  # every URL the route fetched from "AWS"
-    pem = _certificate(SNS_KEY)
+    pem, other = _certificate(SNS_KEY), _certificate(SNS_KEY, "attacker.example")
 
     def aws(request: httpx.Request) -> httpx.Response:
         asked.append(str(request.url))
-        if request.url.path.endswith(".pem"):
-            return httpx.Response(200, content=pem)
+        if request.url.path.endswith(".pem"):  # the right key, but a certificate for another host
+            return httpx.Response(200, content=other if "other-subject" in request.url.path else pem)
         return httpx.Response(200 if request.url.params.get("Action") == "ConfirmSubscription" else 404)
 
     inbound.SNS.client = httpx.AsyncClient(transport=httpx.MockTransport(aws))
@@ -109,8 +110,9 @@ def _payload(name: str, **replace: str) -> str:
 def _sns(message: str, uid: str, version: str = "2", **fields: str) -> bytes:
     """An SNS message as SNS posts it, signed as AWS documents (the string to sign written out here,
     independently of the code under test)."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     envelope = {**json.loads(_payload("sns_notification.json")), "TopicArn": TOPIC, "Message": message,
-                "MessageId": f"sns-{uid}-{uuid.uuid4().hex[:6]}", "SignatureVersion": version,
+                "MessageId": f"sns-{uid}-{uuid.uuid4().hex[:6]}", "SignatureVersion": version, "Timestamp": now,
                 "SigningCertURL": f"{SNS_HOST}/SimpleNotificationService-{uid}.pem", **fields}
     order = (["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"] if envelope["Type"] == "Notification"
              else ["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"])
@@ -175,10 +177,53 @@ async def test_forged_ses_messages_are_refused_and_change_nothing(bounce_stack, 
     assert await _snapshot(db) == before
 
 
+async def test_a_certificate_only_from_sns_of_the_topics_region_and_naming_sns_is_taken(bounce_stack, http, db, uid):
+    message = _payload("ses_bounce.json", **{"jane@example.com": f"jane-{uid}@example.com"})
+    before = await _snapshot(db)
+    pem = f"SimpleNotificationService-{uid}.pem"
+    s3 = [f"https://sns.{host}/{pem}" for host in ("s3.amazonaws.com", "s3-us-west-2.amazonaws.com",
+                                                   "s3-accelerate.amazonaws.com", "s3.us-east-1.amazonaws.com",
+                                                   "s3-external-1.amazonaws.com")]
+    other_region = f"https://sns.us-west-2.amazonaws.com/{pem}"  # an SNS host, but the topic is in us-east-1
+    for url in (*s3, other_region):  # the bucket `sns` could serve anything at these: refused before any fetch
+        answer = await http.post("/v1/webhooks/ses", content=_sns(message, uid, SigningCertURL=url))
+        assert answer.status_code == 401, answer.text
+    region = await http.post("/v1/webhooks/ses", content=_sns(message, uid, SigningCertURL=other_region))
+    assert "not in the topic's region us-east-1" in region.json()["detail"], region.text
+    assert not {*s3, other_region} & set(bounce_stack.asked)
+
+    named = f"{SNS_HOST}/SimpleNotificationService-other-subject-{uid}.pem"  # signed by the right key, even
+    answer = await http.post("/v1/webhooks/ses", content=_sns(message, uid, SigningCertURL=named))
+    assert answer.status_code == 401 and "attacker.example" in answer.json()["detail"], answer.text
+    assert named in bounce_stack.asked
+
+    subscribe = f"https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={uid}"
+    confirmation = _sns("subscribe?", uid, Type="SubscriptionConfirmation", Token=uid, SubscribeURL=subscribe)
+    assert (await http.post("/v1/webhooks/ses", content=confirmation)).status_code == 401
+    assert subscribe not in bounce_stack.asked
+    assert await _snapshot(db) == before
+
+
+async def test_a_stale_or_future_sns_message_is_refused_as_a_replay(bounce_stack, http, db, uid):
+    message = _payload("ses_bounce.json", **{"jane@example.com": f"jane-{uid}@example.com"})
+    before = await _snapshot(db)
+
+    def at(delta: timedelta) -> str:
+        return (datetime.now(timezone.utc) + delta).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    for when, said in ((at(-timedelta(minutes=61)), "stale SNS message"), (at(-timedelta(days=91)), "stale SNS message"),
+                       (at(timedelta(minutes=10)), "in the future"), ("yesterday", "not an ISO 8601 time")):
+        answer = await http.post("/v1/webhooks/ses", content=_sns(message, uid, Timestamp=when))
+        assert answer.status_code == 401 and said in answer.json()["detail"], (when, answer.text)
+    assert await _snapshot(db) == before
+    late = await http.post("/v1/webhooks/ses", content=_sns(message, uid, Timestamp=at(-timedelta(minutes=50))))
+    assert late.status_code == 200 and late.json()["recorded"] == 1, late.text  # an SNS retry within its hour
+
+
 # --- SendGrid -------------------------------------------------------------------------------------
 
-def _sendgrid(body: bytes, key: ec.EllipticCurvePrivateKey = SENDGRID_KEY) -> dict[str, str]:
-    timestamp = str(int(time.time()))
+def _sendgrid(body: bytes, key: ec.EllipticCurvePrivateKey = SENDGRID_KEY, at: float | None = None) -> dict[str, str]:
+    timestamp = str(int(at or time.time()))
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
             "X-Twilio-Email-Event-Webhook-Timestamp": timestamp, "Content-Type": "application/json"}
@@ -217,9 +262,15 @@ async def test_forged_sendgrid_posts_are_refused_and_change_nothing(http, db, ui
         (body, _sendgrid(body, ec.generate_private_key(ec.SECP256R1()))),  # signed by another key
         (body, {**headers, "X-Twilio-Email-Event-Webhook-Timestamp": str(int(time.time()) + 1)}),
         (body, {"Content-Type": "application/json"}),  # no signature at all
+        (body, _sendgrid(body, at=time.time() - 16 * 60)),  # rightly signed, but captured and replayed later
+        (body, _sendgrid(body, at=time.time() - 91 * 24 * 3600)),  # after the events were purged
+        (body, _sendgrid(body, at=time.time() + 16 * 60)),
     ):
         answer = await http.post("/v1/webhooks/sendgrid", content=forged_body, headers=forged_headers)
         assert answer.status_code == 401, answer.text
+    stale = await http.post("/v1/webhooks/sendgrid", content=body, headers=_sendgrid(body, at=time.time() - 16 * 60))
+    assert stale.json()["field"] == "X-Twilio-Email-Event-Webhook-Timestamp", stale.text
+    assert "stale" in stale.json()["detail"]
     assert await _snapshot(db) == before
 
 
@@ -253,6 +304,20 @@ async def test_mailgun_is_verified_and_refuses_replays_stale_and_wrong_keys(http
     retried = await http.post("/v1/webhooks/mailgun", json={**failed, "signature": _mailgun(
         "mailgun_failed_permanent.json", uid)["signature"]})  # Mailgun's own retry, freshly signed
     assert (retried.status_code, retried.json()["duplicates"]) == (200, 1), retried.text
+
+
+async def test_two_concurrent_posts_with_one_mailgun_token_are_taken_once(http, db, uid):
+    for n in range(5):  # the race of a look-then-insert check is narrow: run it a few times
+        payload = _mailgun("mailgun_failed_temporary.json", f"{uid}r{n}")
+        answers = await asyncio.gather(*(http.post("/v1/webhooks/mailgun", json=payload) for _ in range(2)))
+        assert sorted(a.status_code for a in answers) == [200, 401], [a.text for a in answers]
+        [taken] = [a.json() for a in answers if a.status_code == 200]
+        [refused] = [a.json() for a in answers if a.status_code == 401]
+        assert taken["recorded"] == 1 and refused["field"] == "signature.token"
+        assert await db.fetchval("SELECT count(*) FROM message_events WHERE provider = 'mailgun' AND "
+                                 "provider_event_id = $1", payload["event-data"]["id"]) == 1
+        assert await db.fetchval("SELECT count(*) FROM webhook_tokens WHERE token = $1",
+                                 payload["signature"]["token"]) == 1
 
 
 # --- Postmark -------------------------------------------------------------------------------------

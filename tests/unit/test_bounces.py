@@ -5,19 +5,24 @@ scored against what the corpus's own tests say each message yields."""
 from __future__ import annotations
 
 import ast
+import base64
 import json
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email import message_from_bytes
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from flufl.bounce import all_failures
 from hypothesis import given, strategies as st
 
 from activities.bounces import SOFT_WINDOW, classify, failure_event, soft_bounces
 from activities.dsn import AutoReply, NotABounce, read_bounce
-from activities.providers import Mailgun, Postmark
-from activities.sns import sns_url, string_to_sign
+from activities.providers import Forged, Mailgun, Postmark, SendGrid
+from activities.sns import fresh, names, sns_region, sns_url, string_to_sign, topic_region
 from tests.conftest import ROOT
 
 CORPUS = ROOT / ".venv" / "corpora" / "flufl_bounce-6.0.0" / "tests"
@@ -221,9 +226,85 @@ def test_a_dsn_names_our_message_by_its_returned_headers(returned):
     ("https://sns.us-east-1.amazonaws.com\\@evil.example/x.pem", False),
     ("https://s3.amazonaws.com/x.pem", False),
     ("https://sns.us-east-1.amazonaws.com/x.txt", False),
+    ("https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem", True),
+    ("https://sns.ap-southeast-4.amazonaws.com/SimpleNotificationService-abc.pem", True),
+    ("https://sns.cn-northwest-1.amazonaws.com.cn/SimpleNotificationService-abc.pem", True),
+    # the S3 hosts of a bucket named `sns`: whoever owns it could serve any certificate there
+    ("https://sns.s3.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.s3-accelerate.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.s3-external-1.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.s3.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.s3-website-us-east-1.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.us-east-1.amazonaws.com.cn/SimpleNotificationService-abc.pem", False),  # .cn: China only
+    ("https://sns.cn-north-1.amazonaws.com/SimpleNotificationService-abc.pem", False),
+    ("https://sns.US-EAST-1.amazonaws.com/SimpleNotificationService-abc.pem", False),
 ])
 def test_a_certificate_url_must_be_https_on_an_sns_host(url, ok):
     assert sns_url(url, ".pem") is ok
+
+
+def test_the_region_of_a_certificate_url_and_of_a_topic():
+    assert sns_region("https://sns.us-west-2.amazonaws.com/SimpleNotificationService-abc.pem", ".pem") == "us-west-2"
+    assert sns_region("https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription") == "cn-north-1"
+    assert sns_region("https://sns.s3.amazonaws.com/x.pem", ".pem") is None
+    assert topic_region("arn:aws:sns:us-east-1:123456789012:followups-bounces") == "us-east-1"
+    assert topic_region("arn:aws-cn:sns:cn-north-1:123456789012:bounces.fifo") == "cn-north-1"
+    assert topic_region("arn:aws-us-gov:sns:us-gov-west-1:123456789012:b") == "us-gov-west-1"
+    assert topic_region("arn:aws:sqs:us-east-1:123456789012:q") is None and topic_region(None) is None
+
+
+def _certificate(subject: str | None, sans: list[str] = ()) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)] if subject else [])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(1).not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1)))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def test_the_names_a_certificate_is_for():
+    assert names(_certificate("sns.amazonaws.com")) == {"sns.amazonaws.com"}
+    assert names(_certificate(None, ["SNS.amazonaws.com"])) == {"sns.amazonaws.com"}
+    assert names(_certificate("attacker.example", ["www.attacker.example"])) == {"attacker.example",
+                                                                                 "www.attacker.example"}
+
+
+@pytest.mark.parametrize(("timestamp", "ok"), [
+    ("2026-03-01T12:00:00.000Z", True), ("2026-03-01T11:00:00.000Z", True),  # an hour: SNS's longest retry
+    ("2026-03-01T10:59:59.999Z", False), ("2025-12-01T12:00:00.000Z", False),  # a replay after the 90-day purge
+    ("2026-03-01T12:05:00.000Z", True), ("2026-03-01T12:05:01.000Z", False),  # five minutes of skew, no more
+    ("2026-03-01T12:00:00", False), ("yesterday", False), ("", False), ("1772366400", False),
+])
+def test_an_sns_message_must_be_fresh(timestamp, ok):
+    try:
+        fresh(timestamp, NOW)
+    except Forged:
+        assert not ok
+    else:
+        assert ok
+
+
+def test_a_sendgrid_post_must_be_signed_within_15_minutes_of_now():
+    key = ec.generate_private_key(ec.SECP256R1())
+    sendgrid = SendGrid(base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode())
+    body = b'[{"event": "bounce"}]'
+
+    def post(at: datetime) -> tuple[str, str]:
+        timestamp = str(int(at.timestamp()))
+        return base64.b64encode(key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode(), timestamp
+
+    for moment in (NOW, NOW - timedelta(minutes=15), NOW + timedelta(minutes=15)):
+        sendgrid.verify(body, *post(moment), now=NOW)
+    for moment in (NOW - timedelta(minutes=16), NOW + timedelta(minutes=16), NOW - timedelta(days=91)):
+        with pytest.raises(Forged, match="stale") as refused:
+            sendgrid.verify(body, *post(moment), now=NOW)
+        assert refused.value.field == "X-Twilio-Email-Event-Webhook-Timestamp"
+    with pytest.raises(Forged, match="does not verify"):  # the signature is checked first
+        sendgrid.verify(body, post(NOW)[0], str(int(NOW.timestamp()) + 1), now=NOW)
 
 
 def test_the_string_to_sign_follows_the_message_type():
