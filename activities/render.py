@@ -1,11 +1,16 @@
-"""Jinja2 rendering in a sandbox: autoescaped HTML, plain text, strict variables, no header injection,
+"""Jinja2 rendering in a sandbox: autoescaped HTML (everything the HTML part renders, a .txt file it
+includes too), plain text, strict variables, no header injection,
 every HTML part CSS-inlined (css-inline) and every part capped in size.
 
 Two kinds of source. The files in templates/ are ours: they render in this process. A saved
 version's source (subject, text, html strings written through the API) may extend and include the
 files, and renders in a child process (activities.render_sandbox) with a time limit and a memory
 limit: the sandbox stops a template reaching Python's internals, not one that loops or allocates
-without end, and such a template must cost a refused render, never the worker."""
+without end, and such a template must cost a refused render, never the worker.
+
+What goes wrong: `TemplateProblem`, the template or its context is wrong (failed for good), or
+`RenderTimeout`, a saved version's render was stopped from outside, past the time limit or with its
+child process dead (a loaded machine may do that to a good template: worth a retry)."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import css_inline
 from babel import UnknownLocaleError
 from babel.numbers import format_currency
 from jinja2 import (FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError, Undefined,
-                    UndefinedError, meta, nodes, select_autoescape)
+                    UndefinedError, meta, nodes)
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -41,6 +46,19 @@ INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fals
 class TemplateProblem(ValueError):
     """A template or its context is wrong: retrying cannot fix it. For a saved version, `field`
     (subject, text, html), `line` and `reason` (the message without the template's name) say where."""
+
+    def __init__(self, message: str, field: str | None = None, line: int | None = None,
+                 reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field, self.line, self.reason = field, line, reason or message
+
+
+class RenderTimeout(Exception):
+    """A saved version's render was stopped from outside: it outlived the time limit, or the child
+    process rendering it died (killed past its CPU limit, or by the machine). Not a TemplateProblem:
+    on a loaded machine the same render may pass, so the send step may retry it. A version that
+    reliably takes too long is refused when it is saved (activities.template_checks turns this into
+    a problem there). `field`, `line` and `reason` as TemplateProblem's, when the child knew them."""
 
     def __init__(self, message: str, field: str | None = None, line: int | None = None,
                  reason: str | None = None) -> None:
@@ -150,7 +168,9 @@ class Renderer:
                  memory: int = RENDER_MEMORY, max_size: int = MAX_RENDERED) -> None:
         common = dict(loader=_Layouts(directory), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       finalize=_printable)
-        self.html_env = ImmutableSandboxedEnvironment(autoescape=select_autoescape(["html"]), **common)
+        # Autoescape by environment, not by file name: whatever the HTML part renders is escaped, a
+        # .txt file it includes too (by name, `{% include "x.txt" %}` would print its values raw).
+        self.html_env = ImmutableSandboxedEnvironment(autoescape=True, **common)
         self.text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
         for env in (self.html_env, self.text_env):
             env.filters.update(FILTERS)
@@ -220,7 +240,7 @@ class Renderer:
         except RecursionError as err:
             raise TemplateProblem(f"{part}: the template nests too deeply", part, None, "nests too deeply") from err
         except _TooLong as err:
-            raise TemplateProblem(f"{part}: {err}", part, None, str(err)) from err
+            raise RenderTimeout(f"{part}: {err}", part, None, str(err)) from err
         first: dict[str, int] = {}
         for node in tree.find_all(nodes.Name):
             if node.name in names and node.ctx == "load":
@@ -249,8 +269,10 @@ class Renderer:
             reason, line = err.reason, err.line or _line(err)
         except MemoryError as err:
             reason, line = "needs more memory than a render may use", _line(err)
-        except _TooLong as err:
-            reason, line = f"{err}", _line(err)
+        except _TooLong as err:  # stopped from outside: not (for sure) the template's fault
+            line = _line(err)
+            raise RenderTimeout(f"template {template!r} {part}{f' line {line}' if line else ''}: {err}", part, line,
+                                str(err)) from err
         except RENDER_ERRORS as err:
             reason, line = f"{type(err).__name__}: {err}", _line(err)
         raise TemplateProblem(f"template {template!r} {part}{f' line {line}' if line else ''}: {reason}", part, line,

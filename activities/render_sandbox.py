@@ -1,5 +1,13 @@
 """The child process saved sources render in (activities.render): `_Child` starts it with `python -c`
-and sends it requests; `_serve`, its entry point, answers each under a time and a memory limit."""
+and sends it requests; `_serve`, its entry point, answers each under a time and a memory limit.
+
+The child starts with a scrubbed environment (`child_environment`): what Python needs to start and
+import the project, never this process's secrets (FOLLOWUPS_*, DATABASE_URL, anything named like a
+secret, a password, a key or a token). The sandbox keeps a template from Python's internals; were it
+ever escaped, the process it escaped into holds nothing worth taking.
+
+A render stopped from outside (past the time limit, or the child dead) is a RenderTimeout, not a
+TemplateProblem: the send step retries it."""
 
 from __future__ import annotations
 
@@ -10,13 +18,32 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from activities.render import TEMPLATES_DIR, Renderer, TemplateProblem, _line, _TooLong
+from activities.render import TEMPLATES_DIR, Renderer, RenderTimeout, TemplateProblem, _line, _TooLong
 
 STARTUP_TIMEOUT = 60.0  # seconds a new child may take to import what it needs (a loaded CI machine)
+# What the child's environment keeps of this process's: Python's start (PATH, the venv, the import
+# path), the locale and the time zone database, the temporary directory, HOME. Nothing else.
+CHILD_ENVIRONMENT = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH",
+                               "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUTF8", "PYTHONIOENCODING",
+                               "PYTHONTZPATH"})
+NEVER_IN_CHILD = ("SECRET", "PASSWORD", "PASSWD", "KEY", "TOKEN", "CREDENTIAL")  # parts of a name, any case
+ENVIRONMENT_NAMES = "environment_names"  # a request for the names in the child's os.environ (a test's hook)
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment the rendering child starts with: of `environ`, the names of CHILD_ENVIRONMENT
+    and LC_*, less FOLLOWUPS_*, DATABASE_URL and any name with a part of NEVER_IN_CHILD."""
+    def kept(name: str) -> bool:
+        upper = name.upper()
+        if upper.startswith("FOLLOWUPS_") or upper == "DATABASE_URL" or any(p in upper for p in NEVER_IN_CHILD):
+            return False
+        return name in CHILD_ENVIRONMENT or name.startswith("LC_")
+    return {name: value for name, value in environ.items() if kept(name)}
 
 
 class _Child:
@@ -43,15 +70,17 @@ class _Child:
                 self.to_child.send(request)  # type: ignore[union-attr]
             if not self.from_child.poll(self.timeout + 1.0):  # the child's own alarm comes first  # type: ignore[union-attr]
                 self.stop()
-                raise TemplateProblem(f"rendering took longer than {self.timeout:g} s: stopped")
+                raise RenderTimeout(f"rendering took longer than {self.timeout:g} s: stopped")
             try:
                 kind, value = self.from_child.recv()  # type: ignore[union-attr]
             except (EOFError, OSError):
                 self.stop()
-                raise TemplateProblem("the render was stopped: it needed more memory or time than a render may use") \
-                from None
+                raise RenderTimeout("the render was stopped: the rendering process died (past its time or memory "
+                                    "limit)") from None
         if kind == "problem":
             raise TemplateProblem(*value)
+        if kind == "timeout":
+            raise RenderTimeout(*value)
         return value
 
     def _start(self) -> None:
@@ -60,7 +89,8 @@ class _Child:
         code = (f"from activities.render_sandbox import _serve; "
                 f"_serve({theirs_in}, {theirs_out}, {self.memory}, {self.timeout})")
         self.process = subprocess.Popen([sys.executable, "-c", code], cwd=TEMPLATES_DIR.parent,
-                                        pass_fds=(theirs_in, theirs_out), stdin=subprocess.DEVNULL)
+                                        env=child_environment(os.environ), pass_fds=(theirs_in, theirs_out),
+                                        stdin=subprocess.DEVNULL)
         os.close(theirs_in)
         os.close(theirs_out)
         self.to_child, self.from_child = Connection(ours_out, readable=False), Connection(ours_in, writable=False)
@@ -82,7 +112,8 @@ class _Child:
 
 
 def _serve(fd_in: int, fd_out: int, memory: int, timeout: float) -> None:
-    """The child: answer ("ok", result) or ("problem", (message, field, line, reason)) until its input
+    """The child: answer ("ok", result), ("problem", (message, field, line, reason)) (a TemplateProblem)
+    or ("timeout", (message, field, line, reason)) (a RenderTimeout: its alarm rang) until its input
     closes. Its alarm stops a render at `timeout` where it is (the line is known then); one stuck in C
     code is killed by the parent, and by the kernel past 3 × `timeout` of CPU (an orphan never spins)."""
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
@@ -103,15 +134,23 @@ def _serve(fd_in: int, fd_out: int, memory: int, timeout: float) -> None:
         signal.setitimer(signal.ITIMER_VIRTUAL, 3 * timeout)  # SIGVTALRM's default action ends the process
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            if operation not in ("render_source", "variables_of"):
+            if operation == ENVIRONMENT_NAMES:
+                answer: tuple = ("ok", sorted(os.environ))
+            elif operation not in ("render_source", "variables_of"):
                 raise TypeError(f"no operation {operation!r}")
-            renderer = renderers.get((directory, max_size))
-            if renderer is None:
-                renderer = renderers[(directory, max_size)] = Renderer(directory, isolated=False, max_size=max_size)
-            answer: tuple = ("ok", getattr(renderer, operation)(*args))
+            else:
+                renderer = renderers.get((directory, max_size))
+                if renderer is None:
+                    renderer = renderers[(directory, max_size)] = Renderer(directory, isolated=False,
+                                                                           max_size=max_size)
+                answer = ("ok", getattr(renderer, operation)(*args))
         except TemplateProblem as err:
             answer = ("problem", (str(err), err.field, err.line, err.reason))
-        except (Exception, _TooLong) as err:  # noqa: BLE001 (whatever an untrusted template raises is its problem)
+        except RenderTimeout as err:
+            answer = ("timeout", (str(err), err.field, err.line, err.reason))
+        except _TooLong as err:  # rang outside a part (inlining the CSS)
+            answer = ("timeout", (f"the render {err}", None, None, f"the render {err}"))
+        except Exception as err:  # noqa: BLE001 (whatever an untrusted template raises is its problem)
             answer = ("problem", (f"{type(err).__name__}: {err}", None, _line(err), None))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

@@ -34,7 +34,7 @@ from activities.onboarding import OneTimeSecrets
 from activities.channels import OtherChannels
 from activities.outgoing import PARENT_COPY_OF, Platform, Sender, parent_copy, parent_of
 from activities.preferences import email_hash
-from activities.render import Renderer, TemplateProblem
+from activities.render import Renderer, RenderTimeout, TemplateProblem
 from activities.store import Notifications, Outbox, storable
 from activities.tracking import TrackingStore
 from activities.webhook import WebhookTransport
@@ -193,6 +193,9 @@ class SendActivities(OtherChannels):
             rendered = await self.templates.render(template, context)  # a saved version: in the render sandbox
         except TemplateProblem as err:
             raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err), **kept) from err
+        except RenderTimeout as err:  # a busy machine or a dead sandbox, not the template: the next attempt
+            await self.outbox.release(request.key, f"transient: {err}")
+            raise ApplicationError(f"{request.key}: {err}", type="RenderTimeout") from err
         if self.dry_run:
             await self.outbox.finish(request.key, "dry_run", subject=rendered.subject, reason="dry run: not delivered",
                                      **kept)

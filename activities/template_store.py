@@ -6,7 +6,14 @@ The files in templates/ stay the defaults: a template without a publication rend
 A journey asks `resolve(name, as_of=<when it started>)` and keeps the version in force then, so an
 edit never changes a sleeping journey behind its back; `as_of=None` follows the latest.
 A version is checked before it is saved (activities.template_checks); everything a template author
-wrote is read and rendered in the renderer's child process."""
+wrote is read and rendered in the renderer's child process.
+
+The variables a version may read: the send step's, and the template's own. A file template's own
+are the keys of its sample in templates/catalog.yaml, what its journeys send: a caller's sample
+may give them other values, never add one (a version reading a variable no journey sends would fail
+every send once published). A template that exists only in the database has no journey of ours:
+its own variables are its samples' keys (the first version's, and any a later version's sample
+adds), and a journey sending it must give each of them (an undefined one fails the send for good)."""
 
 from __future__ import annotations
 
@@ -25,7 +32,8 @@ import asyncpg
 import yaml
 
 from activities.render import PARTS, TEMPLATES_DIR, Rendered, Renderer, Source, TemplateProblem
-from activities.template_checks import Problem, TemplateInvalid, check, variant_problems
+from activities.template_checks import (SEND_STEP_VARIABLES, Problem, TemplateInvalid, check, sample_problems,
+                                        variant_problems)
 
 CATALOG = TEMPLATES_DIR / "catalog.yaml"
 SEEDED_CATEGORIES = frozenset({"transactional", "reminders", "progress", "feedback", "marketing"})
@@ -208,19 +216,32 @@ class TemplateStore:
                    variants: list[Variant] | None = None,
                    sample: Mapping[str, Any] | None = None) -> tuple[TemplateVersion, bool]:
         """Check, then save a new version (True), or answer the latest when it is the same (False).
-        TemplateInvalid lists every problem."""
+        TemplateInvalid lists every problem. `sample` gives values to the template's variables: for
+        a file template only to those of its catalog sample and the send step's (a new name is a
+        problem); for a template only in the database its keys are variables the version may read
+        (see the module's docstring)."""
         variants = list(variants or [])
         previous, entry = await self.latest(name), self.catalog.templates.get(name)
         category = category or (previous.category if previous else entry.category if entry else None)
-        own_sample = {**(entry.sample if entry else {}), **(previous.sample if previous else {}), **(sample or {})}
         problems = variant_problems(variants)
+        if entry is not None:  # its variables are fixed: what its journeys send
+            variables = set(entry.sample)
+            problems += sample_problems(name, sample or {}, variables)
+            # of the last version's sample (saved before this rule, it may hold more), the variables only
+            given = {**(previous.sample if previous else {}), **(sample or {})}
+            own_sample = {**entry.sample, **{key: value for key, value in given.items()
+                                             if key in variables or key in SEND_STEP_VARIABLES}}
+        else:
+            own_sample = {**(previous.sample if previous else {}), **(sample or {})}
+            variables = set(own_sample)
         if category is None:
             problems.append(Problem("category", None, f"a new template needs a category: one of "
                                                       f"{', '.join(sorted(await self.categories()))}"))
         elif category not in (known := await self.categories()):
             problems.append(Problem("category", None, f"no category {category!r}: one of {', '.join(sorted(known))}"))
         source = Source(subject=subject, text=text, html=html)
-        problems += await check(self.renderer, name, source, variants, own_sample, self.context(own_sample))
+        problems += await check(self.renderer, name, source, variants, variables, self.context(own_sample),
+                                fixed=entry is not None)
         if problems:
             raise TemplateInvalid(problems)
         assert category is not None

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from activities.render import TemplateProblem
+from activities.render import RenderTimeout, TemplateProblem
 from activities.template_checks import Problem, TemplateInvalid
 from activities.template_store import (
     RESERVED, Publication, Resolved, TemplateStore, TemplateVersion, Variant, pick_variant,
 )
-from starter.service import NotFound, Rejected
+from starter.service import NotFound, Rejected, Unavailable
 from workflows.core.fields import FreeText, Moment, SingleLine
 
 TAGS = ["templates"]
@@ -73,8 +73,10 @@ class VersionBody(BaseModel):
     category: Category | None = Field(None, description="default: the file template's, or the last version's; "
                                                         "required for a new name")
     variants: list[VariantBody] = Field([], max_length=10, description="A/B arms; a part left out is the version's")
-    sample: Context | None = Field(None, description="a context to check it with, over the catalog's sample: "
-                                                            "its keys are the variables the template may use")
+    sample: Context | None = Field(None, description="values to check it with, over the catalog's sample. For a file "
+                                                     "template's name it may only give values to the variables its "
+                                                     "journeys send; for a new name its keys are the variables the "
+                                                     "template may use, which its journeys must then send")
 
 
 class VersionView(BaseModel):
@@ -176,8 +178,9 @@ def router(authed: list) -> APIRouter:
     async def save_version(name: TemplateName, body: Annotated[VersionBody, Body()], request: Request) -> Any:
         """Save a new immutable version after a sandbox compile and a render against sample data; it
         changes nothing that is sent until it is published. 422 lists every problem with its field
-        (subject, text, html, variants.N.<part>, category; `template` for a render stopped from
-        outside, past the time limit), line and reason."""
+        (subject, text, html, variants.N.<part>, category, sample.<name> for a sample value the
+        template's journeys never send; `template` for a render stopped from outside, past the time
+        limit), line and reason."""
         if name in RESERVED:
             raise Rejected(f"{name!r} is the layout every template extends, not a template", field="name")
         variants = [Variant(v.name, v.weight, {p: t for p in ("subject", "text", "html") if (t := getattr(v, p))})
@@ -226,6 +229,8 @@ def router(authed: list) -> APIRouter:
             rendered = await templates.render(resolved, templates.context(await _sample(templates, resolved), body.context))
         except TemplateProblem as err:
             raise InvalidTemplate([Problem(err.field or "context", err.line, err.reason)]) from err
+        except RenderTimeout as err:  # the machine was too busy, or the render sandbox died: try again
+            raise Unavailable(f"the preview did not finish in time: {err}", field="template") from err
         return PreviewView(name=name, version=resolved.version, variant=resolved.variant, category=resolved.category,
                            subject=rendered.subject, text=rendered.text, html=rendered.html)
 

@@ -1,6 +1,8 @@
 """Templates in PostgreSQL through the HTTP API on a real socket: versions saved after a sandbox
 compile and a render, published, previewed; the version a journey started under stays in force for
-it; every refusal names its field and line; template injection payloads refused or inert.
+it; every refusal names its field and line; a file template's version reads only what its journeys
+send (a sample adds no variable); template injection payloads refused or inert, HTML escaped even
+from an included text file.
 
 Only names made here are published: a published version of a file template would change what every
 other test of the session sends."""
@@ -177,6 +179,38 @@ async def test_refusals_name_the_field_and_the_line(http: httpx.AsyncClient, uid
     assert (await http.post("/v1/templates/interview_reminder/preview", json={"version": 999_999})).status_code == 404
     wrong = await http.post("/v1/templates/payment_reminder/preview", json={"context": {"amount": "lots"}})
     assert wrong.status_code == 422 and "money" in wrong.text
+
+
+async def test_a_sample_adds_no_variable_to_a_file_template(http: httpx.AsyncClient):
+    """A payment reminder reading `made_up` would fail every send once published: its journey never
+    sends it, whatever the sample said when it was saved."""
+    before = (await http.get("/v1/templates/payment_reminder")).json()["latest_version"]
+    body = {"subject": "Reminder", "text": "Hello {{ payer_name }}\n{{ made_up }}\n", "html": "<p>{{ payer_name }}</p>",
+            "sample": {"made_up": "x"}}
+    refused = await http.post("/v1/templates/payment_reminder/versions", json=body)
+    assert set(problems(refused)) == {("text", 2), ("sample.made_up", None)}
+    text = next(p for p in refused.json()["detail"] if p["field"] == "text")
+    assert "'made_up'" in text["reason"] and "payer_name" in text["reason"]
+    assert (await http.get("/v1/templates/payment_reminder")).json()["latest_version"] == before  # nothing saved
+    # its own variables, and the send step's, may take other sample values
+    given = {**body, "text": "Hello {{ payer_name }}\n", "sample": {"payer_name": "Pat", "recipient_name": "Pat P"}}
+    saved = await http.post("/v1/templates/payment_reminder/versions", json=given)  # saved, never published
+    assert saved.status_code in (200, 201), saved.text
+    assert saved.json()["sample"]["payer_name"] == "Pat" and "made_up" not in saved.json()["sample"]
+
+
+async def test_a_text_file_included_in_a_saved_html_part_is_escaped(http: httpx.AsyncClient):
+    body = {"subject": "Reminder", "text": "Hello {{ payer_name }}\n",
+            "html": '<div>{% include "payment_reminder.txt" %}</div>'}
+    saved = await http.post("/v1/templates/payment_reminder/versions", json=body)  # saved, never published
+    assert saved.status_code in (200, 201), saved.text
+    evil = '<img src=x onerror="alert(1)">'
+    preview = await http.post("/v1/templates/payment_reminder/preview",
+                              json={"version": saved.json()["version"], "context": {"payer_name": evil}})
+    assert preview.status_code == 200, preview.text
+    html = preview.json()["html"]
+    assert "Hello &lt;img src=x onerror=" in html and "<img" not in html
+    assert f"Hello {evil}" in preview.json()["text"]  # the text part is plain text: never escaped
 
 
 SSTI = [

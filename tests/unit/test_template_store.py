@@ -1,9 +1,13 @@
 """The pure parts of templates in the database: which A/B arm a recipient gets, the catalog of file
 templates, CSS inlining, and the renderer's limits on a saved version (the child process that
-refuses a template which loops or allocates without end, and is replaced)."""
+refuses a template which loops or allocates without end, and is replaced; a render stopped from
+outside is a RenderTimeout, retried, not a TemplateProblem; the child holds none of our secrets)."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from activities.render import TEMPLATES_DIR, Renderer, Source, TemplateProblem
-from activities.template_checks import SEND_STEP_VARIABLES
+from activities.render import TEMPLATES_DIR, Renderer, RenderTimeout, Source, TemplateProblem
+from activities.render_sandbox import ENVIRONMENT_NAMES, child_environment
+from activities.template_checks import SEND_STEP_VARIABLES, check
 from activities.template_store import SEEDED_CATEGORIES, Variant, load_catalog, pick_variant
 
 CATALOG = load_catalog()
@@ -156,15 +161,102 @@ def test_a_render_past_the_size_cap_is_refused():
             "big", {}, source=Source("s", "t", "{% for i in range(2000) %}x{% endfor %}"))
 
 
-@pytest.mark.parametrize("body", [
-    "{{ 'x' * 10**9 }}",  # a gigabyte: past the child's memory
-    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",  # 10^10 turns
+LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"  # 10^10 turns
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ("{{ 'x' * 10**9 }}", TemplateProblem),  # a gigabyte: past the child's memory, the template's fault for good
+    (LOOP, RenderTimeout),  # past the time limit: on a loaded machine a good template may be too, so retried
 ])
-def test_a_template_that_allocates_or_loops_without_end_is_refused_and_the_next_render_works(body: str):
+def test_a_template_that_allocates_or_loops_without_end_is_refused_and_the_next_render_works(body: str, error: type):
     renderer = Renderer(timeout=1.0)
     try:
-        with pytest.raises(TemplateProblem):
+        with pytest.raises(error) as caught:
             renderer.render("evil", {}, source=Source("s", "t", body))
+        assert (caught.value.field, caught.value.line) == ("html", 1)
         assert renderer.render("fine", {}, source=Source("Hi", "t", "<p>ok</p>")).subject == "Hi"
     finally:
         renderer.close()
+
+
+def test_a_render_stopped_from_outside_is_no_template_problem():
+    """The send step fails a TemplateProblem for good and retries anything else: a RenderTimeout
+    (a loaded machine, a dead child) must be anything else."""
+    assert not issubclass(RenderTimeout, TemplateProblem) and issubclass(RenderTimeout, Exception)
+
+
+def test_a_render_whose_child_dies_is_a_render_timeout():
+    renderer = Renderer(timeout=30.0)
+    try:
+        renderer.render("fine", {}, source=Source("Hi", "t", "<p>ok</p>"))  # the child is up
+        child = renderer._child.process  # type: ignore[union-attr]
+        outcome: list[BaseException] = []
+
+        def render() -> None:
+            try:
+                renderer.render("evil", {}, source=Source("s", "t", LOOP))
+            except BaseException as err:  # noqa: BLE001 (what the test looks at)
+                outcome.append(err)
+
+        thread = threading.Thread(target=render)
+        thread.start()
+        time.sleep(0.5)
+        child.kill()  # the machine kills it (the OOM killer, say) mid-render
+        thread.join(timeout=10)
+        assert len(outcome) == 1 and isinstance(outcome[0], RenderTimeout), outcome
+        assert "died" in str(outcome[0])
+        assert renderer.render("fine", {}, source=Source("Hi", "t", "<p>ok</p>")).subject == "Hi"  # a new child
+    finally:
+        renderer.close()
+
+
+async def test_a_version_past_the_time_limit_is_refused_when_saved():
+    renderer = Renderer(timeout=0.5)
+    try:
+        problems = await check(renderer, "slow", Source("s", "t", f"<p>\n{LOOP}</p>"), [], set(), {})
+    finally:
+        renderer.close()
+    assert [(p.field, p.line) for p in problems] == [("html", 2)] and "took longer" in problems[0].reason
+
+
+# --- autoescaping --------------------------------------------------------------------------------
+
+IMG = '<img src=x onerror="alert(1)">'
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_a_text_file_included_in_the_html_part_is_escaped(renderer: Renderer, isolated: bool):
+    """Autoescape by environment, not by file name: a .txt file included in HTML prints its values escaped."""
+    source = Source("Hi", "t", '<div>{% include "payment_reminder.txt" %}</div>')
+    context = {**CATALOG.send_step, **CATALOG.templates["payment_reminder"].sample, "payer_name": IMG}
+    out = (renderer if isolated else Renderer(isolated=False)).render("payment_reminder", context, source=source)
+    assert "Hello &lt;img src=x onerror=" in out.html and "<img" not in out.html
+    text = Renderer(isolated=False).render("payment_reminder", context)  # the text part stays unescaped
+    assert f"Hello {IMG}," in text.text
+
+
+# --- the child's environment ---------------------------------------------------------------------
+
+SECRETS = {"FOLLOWUPS_SIGNING_SECRET": "s1", "FOLLOWUPS_ANYTHING": "s2", "DATABASE_URL": "postgresql://u:p@h/d",
+           "SMTP_PASSWORD": "s3", "DKIM_PRIVATE_KEY": "s4", "AWS_SECRET_ACCESS_KEY": "s5", "api_token": "s6"}
+
+
+def test_the_childs_environment_keeps_what_python_needs_and_no_secret():
+    given = {**SECRETS, "PATH": "/usr/bin", "HOME": "/home/x", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+             "PYTHONPATH": "/src", "VIRTUAL_ENV": "/venv", "SMTP_HOST": "mail", "LC_SECRET": "s7"}
+    assert child_environment(given) == {"PATH": "/usr/bin", "HOME": "/home/x", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                                        "PYTHONPATH": "/src", "VIRTUAL_ENV": "/venv"}
+
+
+def test_the_rendering_child_cannot_see_our_secrets(monkeypatch: pytest.MonkeyPatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    renderer = Renderer()  # its child starts now, with this environment
+    try:
+        assert renderer.render("fine", {}, source=Source("Hi", "t", "<p>ok</p>")).subject == "Hi"
+        seen = renderer._child.call((ENVIRONMENT_NAMES, None, None, ()))  # type: ignore[union-attr]
+    finally:
+        renderer.close()
+    assert "PATH" in seen and not set(SECRETS) & set(seen), seen
+    assert not [name for name in seen if "SECRET" in name.upper() or name.upper().startswith("FOLLOWUPS_")]
+    assert set(SECRETS) <= set(os.environ)  # ours kept them
