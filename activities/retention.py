@@ -128,9 +128,11 @@ async def ensure_retention_schedule(client: Client, settings: Settings) -> None:
 
 
 # Every row about a person, table by table: `{email}` is the lower-cased address, `{keys}` the keys
-# of their messages. Messages are theirs as the recipient or as the parent who gets a child's copies.
+# of their messages. Messages are theirs as the recipient, as the parent who gets a child's copies,
+# and as the child whose copy (`{key}/parent`, its context naming the child) went to the parent.
 _ABOUT = {
-    "messages": "recipient = {email} OR (parent IS NOT NULL AND lower(parent ->> 'email') = {email})",
+    "messages": "recipient = {email} OR (parent IS NOT NULL AND lower(parent ->> 'email') = {email}) "
+                "OR key IN (SELECT c.key || '/parent' FROM messages c WHERE c.recipient = {email})",
     "message_events": "email = {email} OR key = ANY({keys})",
     "message_links": "key = ANY({keys})",
     "notifications": "recipient = {email} OR key = ANY({keys})",
@@ -144,7 +146,40 @@ _ABOUT = {
     "roster": "lower(attendee ->> 'email') = {email}",
 }
 _IN_ANNOUNCEMENT = ("jsonb_typeof(body -> 'recipients') = 'array' AND EXISTS (SELECT 1 FROM "
-                    "jsonb_array_elements(body -> 'recipients') r WHERE lower(r ->> 'email') = $1)")
+                    "jsonb_array_elements(body -> 'recipients') r WHERE lower(r ->> '{field}') = $1)")
+_ENTRIES = "(SELECT COALESCE(jsonb_agg({entry}), '[]') FROM jsonb_array_elements(body -> 'recipients') r {where})"
+
+
+# A child whose parent is erased keeps their own record without the parent in it. Their copy rule
+# goes too (a record of someone under 13 without a parent's address is not a valid recipient); a
+# child whose messages went to the parent instead of them is taken off what is still to be sent,
+# rather than starting to get messages themselves. `d`: the column (or element) holding a record.
+def _parent_is(d: str) -> str:
+    return f"lower({d} ->> 'parent_email') = $1"
+
+
+def _instead(d: str) -> str:
+    return f"COALESCE(({d} ->> 'parent_copy') = 'instead', false)"
+
+
+def _stripped(d: str) -> str:
+    return f"{d} - '{{under_13,parent_email,parent_name,parent_copy}}'::text[]"
+
+
+_SCRUB = (
+    ("journey_recipients", f"UPDATE journey_recipients SET recipient = {_stripped('recipient')}, ended_by = CASE "
+                           f"WHEN {_instead('recipient')} THEN COALESCE(ended_by, 'parent erased') ELSE ended_by END "
+                           f"WHERE {_parent_is('recipient')}"),
+    ("announcement_audience", f"DELETE FROM announcement_audience WHERE {_parent_is('recipient')} "
+                              f"AND {_instead('recipient')}"),
+    ("announcement_audience", f"UPDATE announcement_audience SET recipient = {_stripped('recipient')} "
+                              f"WHERE {_parent_is('recipient')}"),
+    ("roster", f"UPDATE roster SET attendee = {_stripped('attendee')}, removed = removed OR {_instead('attendee')}, "
+               f"changed_at = now() WHERE {_parent_is('attendee')}"),
+    ("announcements", "UPDATE announcements SET body = jsonb_set(body, '{recipients}', " + _ENTRIES.format(
+        entry=f"CASE WHEN {_parent_is('r')} THEN {_stripped('r')} ELSE r END", where="")
+     + f") WHERE {_IN_ANNOUNCEMENT.format(field='parent_email')}"),
+)
 
 
 def _bound(condition: str, email: str, keys: list[str]) -> tuple[str, list[Any]]:
@@ -165,7 +200,8 @@ class PersonalData:
         self.pool = pool
 
     async def export(self, email: str) -> dict[str, Any]:
-        """Table → its rows about `email` (as JSON objects); `announcements`: the bodies that list them."""
+        """Table → its rows about `email` (as JSON objects); `announcements`: the bodies that list
+        them, each with only their own recipient entry."""
         email = email.strip().lower()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             keys = await _keys(conn, email)
@@ -175,9 +211,12 @@ class PersonalData:
                 found[table] = json.loads(await conn.fetchval(
                     f"SELECT COALESCE(jsonb_agg(to_jsonb(t)), '[]') FROM (SELECT * FROM {table} "
                     f"WHERE {condition}) t", *values))
+            # an announcement's body as posted, but of its recipients only their own entry
+            own = _ENTRIES.format(entry="r", where="WHERE lower(r ->> 'email') = $1")
             found["announcements"] = json.loads(await conn.fetchval(
                 "SELECT COALESCE(jsonb_agg(jsonb_build_object('course', course, 'announcement_id', announcement_id, "
-                f"'body', body)), '[]') FROM announcements WHERE {_IN_ANNOUNCEMENT}", email))
+                f"'body', jsonb_set(body, '{{recipients}}', {own}))), '[]') FROM announcements "
+                f"WHERE {_IN_ANNOUNCEMENT.format(field='email')}", email))
             erased_at = await conn.fetchval("SELECT erased_at FROM erased_recipients WHERE email_hash = $1",
                                             email_hash(email))
         return {"tables": found, "erased_at": erased_at}
@@ -189,10 +228,10 @@ class PersonalData:
             "INSERT INTO erased_recipients (email_hash) VALUES ($1) ON CONFLICT DO NOTHING", email_hash(email)))
 
     async def erase(self, email: str) -> dict[str, int]:
-        """Delete every row about `email`, in one transaction; rows deleted (changed, for `roster`
-        and `announcements`) per table. A removed attendee stays on a roster as a tombstone without
-        their data, so the session's own roster arriving later cannot bring them back; an
-        announcement's body loses them from its recipient list."""
+        """Delete every row about `email`, in one transaction; rows deleted or changed per table. A
+        removed attendee stays on a roster as a tombstone without their data, so the session's own
+        roster arriving later cannot bring them back; an announcement's body loses them from its
+        recipient list; their children's records lose them as the parent (`_SCRUB`)."""
         email = email.strip().lower()
         async with self.pool.acquire() as conn, conn.transaction():
             counts: dict[str, int] = {}
@@ -205,10 +244,12 @@ class PersonalData:
                 else:
                     status = await conn.execute(f"DELETE FROM {table} WHERE {condition}", *values)
                 counts[table] = _count(status)
+            others = _ENTRIES.format(entry="r", where="WHERE lower(r ->> 'email') IS DISTINCT FROM $1")
             counts["announcements"] = _count(await conn.execute(
-                "UPDATE announcements SET body = jsonb_set(body, '{recipients}', (SELECT COALESCE(jsonb_agg(r), '[]') "
-                "FROM jsonb_array_elements(body -> 'recipients') r WHERE lower(r ->> 'email') IS DISTINCT FROM $1)) "
-                f"WHERE {_IN_ANNOUNCEMENT}", email))
+                f"UPDATE announcements SET body = jsonb_set(body, '{{recipients}}', {others}) "
+                f"WHERE {_IN_ANNOUNCEMENT.format(field='email')}", email))
+            for table, statement in _SCRUB:  # as the parent of a child: changed rows count with the table's
+                counts[table] += _count(await conn.execute(statement, email))
         return counts
 
 

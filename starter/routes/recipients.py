@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -33,8 +34,24 @@ from starter import bulk
 from workflows.core import search
 from workflows.registry import KINDS
 
-EmailPath = Annotated[str, Path(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$",
-                                description="the person's address (any case)")]
+# An address goes into a Temporal visibility query: nothing that could start an escape (a
+# backslash), a double quote, whitespace or a control character gets that far. A single quote
+# (o'brien@example.com) is doubled inside its literal by the query builder.
+_UNSAFE = re.compile(r"""[\s\x00-\x1f\x7f-\x9f"\\]""")
+_UNQUOTABLE = re.compile(r"[\\\x00-\x1f\x7f-\x9f]")  # a backslash escapes what follows it
+
+
+def _plain_address(value: Any) -> Any:
+    if isinstance(value, str) and (found := _UNSAFE.search(value)) is not None:
+        raise ValueError("an address here must not contain double quotes, backslashes, whitespace or control "
+                         f"characters: U+{ord(found.group()):04X} at position {found.start()}")
+    return value
+
+
+EmailPath = Annotated[str, Path(min_length=3, max_length=320, pattern=r"""^[^@\s"\\]+@[^@\s"\\]+$""",
+                                description="the person's address (any case; no double quotes, backslashes, "
+                                            "whitespace or control characters)"),
+                      BeforeValidator(_plain_address)]
 CLOSE_WAIT = 10.0  # seconds a cancelled journey gets to finish before it is terminated
 ERASED = "recipient erased"
 
@@ -78,9 +95,17 @@ class Addressed(bulk.Selector):
         return f"ExecutionStatus = 'Running' AND {_recipient_is(self.spellings)}"
 
 
+def _literal(value: str) -> str:
+    """`value` as a visibility query string literal that cannot end early: a value the API would
+    refuse (a backslash, which escapes the next character, or a control character) is refused here
+    too, whoever calls; a quote is doubled."""
+    if (found := _UNQUOTABLE.search(value)) is not None:
+        raise ValueError(f"not a value for a visibility query: U+{ord(found.group()):04X}")
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _recipient_is(spellings: tuple[str, ...]) -> str:
-    literals = ", ".join("'" + value.replace("'", "''") + "'" for value in spellings)  # o'brien@… stays one value
-    return f"{search.RECIPIENT.name} IN ({literals})"
+    return f"{search.RECIPIENT.name} IN ({', '.join(_literal(value) for value in spellings)})"
 
 
 def _spellings(email: str) -> tuple[str, ...]:

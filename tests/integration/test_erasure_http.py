@@ -4,7 +4,9 @@ links, a notification, preferences, a suppression, a digest registration, a lead
 roster place and an announcement. The export lists all of it; DELETE ends the journey, deletes its
 execution and every row about them, keeps only the hash, leaves a bystander's rows alone, and
 says 0 everywhere the second time; the export is then empty. A later send to the address is
-skipped as erased."""
+skipped as erased. Erasing a child takes the parent's copies of their messages; erasing a parent
+takes the parent out of the children's records. An address that could change the meaning of the
+visibility query (a quote, a backslash, whitespace) is refused and changes nothing."""
 
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ from datetime import timedelta
 
 import httpx
 import pytest_asyncio
+import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.lifecycle import Lifecycle
 from activities.retention import email_hash
 from activities.store import Leads, Notifications, Outbox, Roster, Suppressions, connect
+from starter.routes.recipients import _recipient_is
 from tests.integration.test_appointment_http import _delivered
+from workflows.contracts import Recipient
 
 TABLES = ("messages", "message_events", "message_links", "notifications", "preferences", "recipient_settings",
           "suppressions", "digest_recipients", "journey_recipients", "announcement_audience", "leads", "roster",
@@ -96,6 +102,10 @@ async def test_export_then_erase_everything_and_keep_only_the_hash(stack, http, 
     assert set(held) == set(TABLES) and all(held.values()), held
     assert {row["key"] for row in before["tables"]["messages"]} == {f"payment-{uid}/reminder-1s", f"child-{uid}/welcome"}
     assert before["tables"]["roster"][0]["attendee"]["email"] == email
+    # of an announcement's recipients, only their own entry: never the others'
+    [announcement] = before["tables"]["announcements"]
+    assert announcement["body"]["recipients"] == [{"email": email, "name": "Erin"}]
+    assert announcement["body"]["title"] == "New" and other not in json.dumps(before)
     [journey] = before["journeys"]
     assert (journey["workflow_id"], journey["status"], journey["journey"]) == (f"payment-{uid}", "RUNNING", "payment")
 
@@ -177,3 +187,145 @@ async def _export_settled(http: httpx.AsyncClient, email: str) -> dict:
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"{email}'s journeys are still listed: {body['journeys']}")
+
+
+# The review's attack (a backslash before the quote, which the quote's doubling made an escaped
+# quote and then a closing one), and the same with each character that could end the literal or
+# the query; each as sent on the wire.
+ATTACKS = ("a@b%5C')or(WorkflowType!%3D%22%22)%23", "a@b%22)or(WorkflowType!%3D%22%22)%23", "a@b%5C",
+           "a@b%5C')%23", "a@b%20or%20WorkflowType!%3D''")
+# A single quote is allowed (o'brien@example.com): doubled in its literal, it only names an odd address.
+QUOTED = ("a@b')or(WorkflowType!%3D'')%23", "a@b')", "a@b'%23")
+
+
+async def test_an_address_that_could_change_the_visibility_query_is_refused_and_changes_nothing(stack, http, pool, uid):
+    victim = f"victim.{uid}@example.com"
+    started = await http.post("/v1/payments", json=_payment(uid, victim, ["P3D"]))
+    assert started.status_code == 201, started.text
+    try:
+        for attack in ATTACKS:
+            for method, path in (("DELETE", f"/v1/recipients/{attack}"), ("GET", f"/v1/recipients/{attack}/export")):
+                answer = await http.request(method, path)
+                assert answer.status_code == 422, (method, attack, answer.text)
+                assert answer.json()["field"] == "email", answer.text
+                assert "double quotes, backslashes, whitespace or control characters" in answer.json()["detail"][0]["reason"]
+        for attack in QUOTED:
+            exported = await http.get(f"/v1/recipients/{attack}/export")
+            assert exported.status_code == 200 and exported.json()["journeys"] == [], exported.text
+            erased = await http.delete(f"/v1/recipients/{attack}")
+            assert erased.status_code == 200 and erased.json()["journeys_cancelled"] == 0, erased.text
+            assert erased.json()["executions_deleted"] == 0, erased.text
+        # a control character never gets past the URL check (its 422 names the path)
+        assert (await http.delete("/v1/recipients/a@b%00")).status_code == 422
+        decoded = [httpx.URL(f"/{attack}").path[1:] for attack in ATTACKS]
+        assert await pool.fetchval("SELECT count(*) FROM erased_recipients WHERE email_hash = ANY($1::text[])",
+                                   [email_hash(address) for address in decoded]) == 0
+        # the query builder itself: a quote stays inside its literal, a backslash is refused
+        query = _recipient_is(("a@b')or(WorkflowType!=\"\")#", "o'brien@example.com"))
+        assert [e async for e in stack.temporal.list_workflows(query)] == []
+        with pytest.raises(ValueError):
+            _recipient_is(("a@b\\')or(WorkflowType!=\"\")#",))
+        # what is left of an attack without a quote is only an odd address: it matches nobody
+        odd = (await http.get("/v1/recipients/a@b)or(WorkflowType!%3Dx)%23/export")).json()
+        assert odd["journeys"] == [] and not any(odd["tables"].values())
+
+        description = await stack.temporal.get_workflow_handle(f"payment-{uid}").describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+        [journey] = (await http.get(f"/v1/recipients/{victim}/export")).json()["journeys"]
+        assert journey["workflow_id"] == f"payment-{uid}" and journey["status"] == "RUNNING"
+    finally:
+        await http.post(f"/v1/payments/{uid}/cancel", json={})
+
+
+def _child(uid: str, name: str, parent: str, copy: str) -> dict:
+    return Recipient(email=f"{name}.{uid}@example.com", name=name.title(), under_13=True, parent_email=parent,
+                     parent_name=f"Pat Parent {uid}", parent_copy=copy).model_dump(mode="json")
+
+
+async def seed_family(pool, uid: str, parent: str) -> tuple[dict, dict]:
+    """Two children of `parent`: Kim (copies `also`, with a message, its parent's copy, their
+    events and links) and Ivy (messages to the parent `instead`), in every record that names a
+    child; and a bystander, Olu, beside them."""
+    kim, ivy = _child(uid, "kim", parent, "also"), _child(uid, "ivy", parent, "instead")
+    olu = {"email": f"olu.{uid}@example.com", "name": "Olu"}
+    people = [kim, ivy, olu]
+    await pool.executemany("INSERT INTO journey_recipients (journey, entity_id, grp, email, recipient) VALUES "
+                           "('enrollment', $1, 'art', $2, $3)", [(uid, p["email"], json.dumps(p)) for p in people])
+    await pool.executemany("INSERT INTO announcement_audience (course, announcement_id, email, recipient) VALUES "
+                           "('art', $1, $2, $3)", [(uid, p["email"], json.dumps(p)) for p in people])
+    await pool.execute("INSERT INTO announcements (course, announcement_id, body, audience) VALUES ('art', $1, $2, 3)",
+                       uid, json.dumps({"title": "New", "url": "https://example.com", "recipients": people}))
+    await Roster(pool).add(f"session-{uid}", [{"attendee_id": p["name"].lower(), **p} for p in people],
+                           keep_removed=False)
+    own = {"email": parent.lower(), "name": f"Pat Parent {uid}", "copy": "also"}
+    for key, recipient, name, context, kept in (
+            (f"kim-{uid}/welcome", kim["email"], "Kim", {}, own),
+            (f"kim-{uid}/welcome/parent", parent.lower(), "Parent of Kim", {"parent_copy_of": "Kim"}, None),
+            (f"olu-{uid}/welcome", olu["email"], "Olu", {}, None)):
+        await Outbox(pool).claim(key=key, journey="enrollment", entity_id=uid, template="welcome", recipient=recipient,
+                                 recipient_name=name, category="transactional", context=context,
+                                 message_id=f"<{uid}.{len(key)}@example.com>", due_at=None,
+                                 lease=timedelta(minutes=1), parent=kept)
+        await Outbox(pool).finish(key, "sent")
+        await Lifecycle(pool).record(kind="opened", key=key)
+        await pool.execute("INSERT INTO message_links (key, idx, url) VALUES ($1, 99, 'https://example.com/x')", key)
+    return kim, ivy
+
+
+async def _mentions(pool, value: str) -> dict[str, int]:
+    """Rows of every table of a person's data whose text holds `value` (any case)."""
+    found = {}
+    for table in TABLES:
+        found[table] = await pool.fetchval(f"SELECT count(*) FROM {table} t WHERE t::text ILIKE '%' || $1 || '%'", value)
+    return {table: n for table, n in found.items() if n}
+
+
+async def test_erasing_a_child_takes_the_parents_copies_of_their_messages(http, pool, uid):
+    parent = f"Pat.{uid}@example.com"
+    kim, _ = await seed_family(pool, uid, parent)
+    exported = (await http.get(f"/v1/recipients/{kim['email']}/export")).json()
+    assert {row["key"] for row in exported["tables"]["messages"]} == {f"kim-{uid}/welcome", f"kim-{uid}/welcome/parent"}
+
+    erased = await http.delete(f"/v1/recipients/{kim['email']}")
+    assert erased.status_code == 200, erased.text
+    deleted = erased.json()["deleted"]
+    assert (deleted["messages"], deleted["message_links"]) == (2, 2) and deleted["message_events"] >= 2
+    for key in (f"kim-{uid}/welcome", f"kim-{uid}/welcome/parent"):
+        for table in ("messages", "message_events", "message_links"):
+            assert await pool.fetchval(f"SELECT count(*) FROM {table} WHERE key = $1", key) == 0, (table, key)
+    assert await _mentions(pool, kim["email"]) == {} and await _mentions(pool, f"kim-{uid}/welcome") == {}
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE key = $1", f"olu-{uid}/welcome") == 1
+
+
+async def test_erasing_a_parent_takes_them_out_of_their_childrens_records(http, pool, uid):
+    parent = f"Pat.{uid}@example.com"
+    kim, ivy = await seed_family(pool, uid, parent)
+    before = await _mentions(pool, parent)
+    assert {"journey_recipients", "announcement_audience", "roster", "announcements", "messages"} <= set(before)
+
+    erased = await http.delete(f"/v1/recipients/{parent}")
+    assert erased.status_code == 200, erased.text
+    deleted = erased.json()["deleted"]
+    # changed: Kim's and Ivy's records (Ivy's audience row goes), the body's two entries in one row
+    assert {t: deleted[t] for t in ("journey_recipients", "announcement_audience", "roster", "announcements")} == {
+        "journey_recipients": 2, "announcement_audience": 2, "roster": 2, "announcements": 1}
+    assert await _mentions(pool, parent) == {} and await _mentions(pool, f"Pat Parent {uid}") == {}
+
+    gone = ("under_13", "parent_email", "parent_name", "parent_copy")
+    plain = {name: {k: v for k, v in child.items() if k not in gone} for name, child in (("kim", kim), ("ivy", ivy))}
+    rows = {r["email"]: r for r in await pool.fetch("SELECT email, recipient, ended_by FROM journey_recipients "
+                                                     "WHERE entity_id = $1", uid)}
+    assert json.loads(rows[kim["email"]]["recipient"]) == plain["kim"] and rows[kim["email"]]["ended_by"] is None
+    # Ivy's messages went to the parent instead: with no parent left, nothing more goes to her
+    assert json.loads(rows[ivy["email"]]["recipient"]) == plain["ivy"]
+    assert rows[ivy["email"]]["ended_by"] == "parent erased"
+    audience = {r["email"]: json.loads(r["recipient"]) for r in await pool.fetch(
+        "SELECT email, recipient FROM announcement_audience WHERE announcement_id = $1", uid)}
+    assert set(audience) == {kim["email"], f"olu.{uid}@example.com"} and audience[kim["email"]] == plain["kim"]
+    Recipient.model_validate(audience[kim["email"]])  # still a recipient the announcement can send to
+    on_roster = await Roster(pool).page(f"session-{uid}", None, 10)
+    assert [a["attendee_id"] for a in on_roster] == ["kim", "olu"] and on_roster[0] == {"attendee_id": "kim", **plain["kim"]}
+    body = json.loads(await pool.fetchval("SELECT body FROM announcements WHERE announcement_id = $1", uid))
+    assert body["recipients"][:2] == [plain["kim"], plain["ivy"]]
+    # the children's own messages went with the parent's (they named the parent); the bystander's stay
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE entity_id = $1", uid) == 1
