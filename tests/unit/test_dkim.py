@@ -16,16 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from activities.dkim import DkimKey
 from activities.mail import Envelope, Unbuildable, build
 from activities.render import Rendered
+from tests.unit.test_send_parts import ENVELOPE  # the same envelope the message-building tests use
 
-ENVELOPE = Envelope(
-    sender_email="jobs@example.com",
-    sender_name="Acme Hiring",
-    recipient_email="ann@example.com",
-    recipient_name="Ann Lee",
-    message_id="<0123456789abcdef0123456789abcdef@example.com>",
-    unsubscribe_url="https://followups.example.com/u/abc.def.ghi",
-    key="interview-42/followup-1",
-)
 RENDERED = Rendered(subject="Grüße: please pick a time", text="Hello Ann\n", html="<p>Hello Ann</p>")
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
