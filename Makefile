@@ -28,9 +28,11 @@ dev: $(STAMP)
 
 # Three processes, each with its own PostgreSQL, Temporal servers and SMTP sink; a test file runs
 # whole in one of them (its module fixtures are shared). Most tests wait on real time, not the CPU.
+# The long files (workflow scenarios at scale, integration) are handed out first, so the run does
+# not end with the heaviest of them side by side.
 TEST_PROCESSES ?= 3
 test: $(STAMP)
-	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadfile tests/workflow tests/integration tests/replay tests/unit
 
 # Schemathesis from our own OpenAPI document against the real stack, far longer than the bounded
 # pass inside `make test` (same seed, same checks: schemathesis.toml). FUZZ_EXAMPLES cases per operation.
