@@ -17,6 +17,12 @@ from activities import windows
 from activities.preferences import Preferences
 
 CAP_PERIOD = timedelta(days=1)
+# What a frequency cap counts against one message: sent in the period, or being sent under a live
+# lease and claimed before it (a message being sent counts as sent now).
+_COUNTED = """SELECT COALESCE(sent_at, $6) AS at FROM messages
+              WHERE recipient = $1 AND category = $2 AND key <> $4
+                AND ((status = 'sent' AND sent_at > $3)
+                     OR (status = 'sending' AND lease_until > now() AND (updated_at, key) < ($5, $4)))"""
 
 
 @dataclass(frozen=True)
@@ -40,11 +46,16 @@ class Gate:
         self.timing = timing
 
     async def verdict(self, *, email: str, category: str, channel: str, zone: str | None, now: datetime,
-                      not_after: datetime | None, deferrable: bool, key: str) -> Verdict:
+                      not_after: datetime | None, deferrable: bool, key: str, claimed_at: datetime) -> Verdict:
         """Send, Defer(until, why) or Skip(why) for one message of `category` to `email`.
 
         A batch's message (`deferrable` False: a roster fan-out, an announcement, a digest, which
-        cannot wait for one person) ignores quiet hours, and a cap drops it instead of deferring."""
+        cannot wait for one person) ignores quiet hours, and a cap drops it instead of deferring.
+
+        A cap counts the person's messages of the category sent in the last day and those being sent
+        right now that were claimed before this one (`claimed_at`, then the key): of messages sent at
+        the same moment (several that waited for the same cap, two journeys at once), the first go
+        and the rest wait, instead of all seeing room for one more."""
         rules = await self.preferences.for_send(email, category, channel)
         if rules.skip is not None:
             return Verdict(windows.Skip(rules.skip), rules.critical)
@@ -54,10 +65,8 @@ class Gate:
         zone = rules.time_zone or zone or "UTC"
         cap_until = None
         if rules.daily_cap is not None:
-            sent = await self.pool.fetch(
-                "SELECT sent_at FROM messages WHERE recipient = $1 AND category = $2 AND status = 'sent' "
-                "AND sent_at > $3 AND key <> $4", email, category, now - CAP_PERIOD, key)
-            cap_until = windows.cap_until([row["sent_at"] for row in sent], rules.daily_cap, now, CAP_PERIOD)
+            counted = await self.pool.fetch(_COUNTED, email, category, now - CAP_PERIOD, key, claimed_at, now)
+            cap_until = windows.cap_until([row["at"] for row in counted], rules.daily_cap, now, CAP_PERIOD)
         plan = windows.plan(now, zone, window if deferrable else None, not_after=not_after, critical=False,
                             late=self.timing.late, cap_until=cap_until,
                             cap_policy=rules.cap_policy if deferrable else "drop",  # type: ignore[arg-type]

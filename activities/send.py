@@ -36,6 +36,7 @@ from activities.outgoing import PARENT_COPY_OF, Platform, Sender, parent_copy, p
 from activities.preferences import email_hash
 from activities.render import Renderer, RenderTimeout, TemplateProblem
 from activities.store import Notifications, Outbox, storable
+from activities.template_store import Resolved
 from activities.tracking import TrackingStore
 from activities.webhook import WebhookTransport
 from workflows.contracts import (
@@ -116,9 +117,15 @@ class SendActivities(OtherChannels):
     async def _send(self, request: SendRequest, skip: str | None = None) -> SendResult:
         """One message on its own row. `skip`: record it as skipped for this reason, send nothing."""
         email = str(request.recipient.email).lower()
+        try:  # first: the row is stored with the category its template declares (frequency caps count by it)
+            template: Resolved | TemplateProblem = await self.templates.resolve(
+                request.template, as_of=request.templates_as_of, recipient=email)
+        except TemplateProblem as err:
+            template = err
         fields = dict(
             key=request.key, journey=request.journey, entity_id=request.entity_id, template=request.template,
-            recipient=email, recipient_name=request.recipient.name, category=str(request.category),
+            recipient=email, recipient_name=request.recipient.name,
+            category=template.category if isinstance(template, Resolved) else str(request.category),
             context=request.context, message_id=message_id(request.key, self.sender.domain),
             due_at=request.due_at, lease=SEND_LEASE, channel=request.channel, phone=request.phone,
             parent=parent_of(request.recipient), recipient_hash=email_hash(email),
@@ -155,15 +162,14 @@ class SendActivities(OtherChannels):
             reason = f"too late: due by {request.not_after.isoformat()}, reached the send step at {now.isoformat()}"
             await self.outbox.finish(request.key, "skipped", reason=reason)
             return done(SendStatus.SKIPPED, reason)
-        try:
-            template = await self.templates.resolve(request.template, as_of=request.templates_as_of, recipient=email)
-        except TemplateProblem as err:
-            raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(err), str(err)) from err
+        if isinstance(template, TemplateProblem):
+            raise await self._failed_for_good(request.key, DeliveryFailure.TEMPLATE, str(template),
+                                              str(template)) from template
         kept = dict(category=template.category, template_version=template.version, variant=template.variant)
         verdict = await self.gate.verdict(
             email=email, category=template.category, channel=request.channel, zone=request.recipient.time_zone,
             now=max(now, request.asked_at or now), not_after=request.not_after, deferrable=request.deferrable,
-            key=request.key)
+            key=request.key, claimed_at=row["updated_at"])
         match verdict.plan:
             case windows.Skip(why=why):
                 await self.outbox.finish(request.key, "skipped", reason=why, **kept)

@@ -11,15 +11,21 @@ import asyncio
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 
 import asyncpg
 import httpx
 import pytest_asyncio
+from temporalio.testing import ActivityEnvironment
+
+import worker
+from activities.store import connect
 
 from activities.template_store import Variant, pick_variant
 from tests.conftest import Stack, running_stack
 from tests.integration.test_appointment_http import _delivered
 from tests.integration.test_payment_http import _payment
+from workflows.contracts import SendRequest
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -148,3 +154,26 @@ async def test_links_are_tracked_to_where_the_message_pointed(own_stack, http, u
         assert followed.status_code == 302 and followed.headers["location"] == f"https://pay.example.com/{uid}"
     row = await _row(http, key, until=lambda r: r["lifecycle"] == "clicked")
     assert [(e["kind"], e["machine"]) for e in row["events"]] == [("clicked", False)]
+
+
+async def test_messages_sent_at_the_same_moment_share_the_cap_one_goes(own_stack, http, uid):
+    """Two journeys (or several messages that waited for the same cap) at the same moment: the one
+    claimed first goes, the other sees it being sent and is held by the cap."""
+    capped = await http.put("/v1/categories/marketing", json={"description": "offers", "critical": False,
+                                                              "daily_cap": 1, "cap_policy": "drop"})
+    assert capped.status_code == 200, capped.text
+    pool = await connect(own_stack.settings.database_url, 4)
+    sends = worker.send_activities(own_stack.settings, pool)
+    try:
+        requests = [SendRequest(
+            key=f"lead-{uid}-{n}/step-1", journey="lead", entity_id=f"{uid}-{n}", template="lead_welcome",
+            recipient={"email": f"same-{uid}@example.com", "name": "Sam"}, category="marketing",
+            context={"name": "Sam", "company": None, "offer_url": None}, due_at=datetime.now(timezone.utc))
+            for n in range(4)]
+        results = await asyncio.gather(*(ActivityEnvironment().run(sends.send_message, r) for r in requests))
+    finally:
+        await sends.transport.close()
+        await pool.close()
+    statuses = sorted(result.status.value for result in results)
+    assert statuses == ["sent", "skipped", "skipped", "skipped"], [(r.status, r.reason) for r in results]
+    assert all(r.reason.startswith("frequency cap") for r in results if r.status.value == "skipped")
