@@ -169,7 +169,7 @@ class SendActivities(OtherChannels):
         verdict = await self.gate.verdict(
             email=email, category=template.category, channel=request.channel, zone=request.recipient.time_zone,
             now=max(now, request.asked_at or now), not_after=request.not_after, deferrable=request.deferrable,
-            key=request.key, claimed_at=row["updated_at"])
+            key=request.key)
         match verdict.plan:
             case windows.Skip(why=why):
                 await self.outbox.finish(request.key, "skipped", reason=why, **kept)

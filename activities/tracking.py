@@ -208,8 +208,13 @@ _SAVE = """WITH stale AS (DELETE FROM message_links WHERE key = $1 AND idx >= ca
 _CONTEXT = """SELECT sent_at, clock_timestamp() AS now,
                      (SELECT count(DISTINCT e.detail->>'idx') FROM message_events e
                       WHERE e.key = $1 AND e.kind = 'clicked' AND e.detail->>'idx' <> $2::text
-                        AND e.at >= clock_timestamp() - interval '2 seconds') AS others
+                        AND e.at >= clock_timestamp() - interval '2 seconds') AS others,
+                     (SELECT count(*) FROM (SELECT 1 FROM message_events e WHERE e.key = $1 AND e.kind = $3
+                                            LIMIT $4) kept) AS kept
               FROM messages WHERE key = $1"""
+# Opens (and clicks) of one message kept at most: the figures count messages, not hits, and a
+# recipient reloading the pixel in a loop must not grow the table without end.
+MAX_EVENTS_PER_MESSAGE = 100
 # Every link at once: once two different links have clicks within 2 s of each other, all those
 # clicks are the scanner's, the first ones included (they looked human when they came).
 _FLAG_BURST = """WITH near AS (SELECT id, machine, detail->>'idx' AS idx FROM message_events
@@ -235,9 +240,11 @@ class TrackingStore:
 
     async def record_open(self, key: str, *, method: str, user_agent: str | None) -> bool:
         """Keep the open, flagged machine with its reason when it is one. False: no such message."""
-        row = await self.pool.fetchrow(_CONTEXT, key, "")
+        row = await self.pool.fetchrow(_CONTEXT, key, "", "opened", MAX_EVENTS_PER_MESSAGE)
         if row is None:
             return False
+        if row["kept"] >= MAX_EVENTS_PER_MESSAGE:
+            return True  # seen often enough: the pixel is served, nothing more is stored
         since = None if row["sent_at"] is None else row["now"] - row["sent_at"]
         reason = classify_open(method, user_agent, since)
         return await self.lifecycle.record(kind="opened", key=key, at=row["now"], machine=reason is not None,
@@ -246,9 +253,11 @@ class TrackingStore:
     async def record_click(self, key: str, idx: int, url: str, *, method: str, user_agent: str | None) -> bool:
         """Keep the click, flagged machine with its reason when it is one; then, if it makes a burst
         with clicks on other links, flag those too. False: no such message."""
-        row = await self.pool.fetchrow(_CONTEXT, key, str(idx))
+        row = await self.pool.fetchrow(_CONTEXT, key, str(idx), "clicked", MAX_EVENTS_PER_MESSAGE)
         if row is None:
             return False
+        if row["kept"] >= MAX_EVENTS_PER_MESSAGE:
+            return True  # clicked often enough: the redirect is served, nothing more is stored
         since = None if row["sent_at"] is None else row["now"] - row["sent_at"]
         reason = classify_click(method, user_agent, since, row["others"])
         recorded = await self.lifecycle.record(

@@ -463,7 +463,7 @@ async def emails(args: argparse.Namespace, work: Path, pg_url: str, sink: SinkPr
             sample[i].template, as_of=now, recipient=str(sample[i].recipient.email)), True),
         ("gate.verdict (suppression, preferences, window, cap)", lambda i: platform.gate.verdict(
             email=str(sample[i].recipient.email), category="marketing", channel="email", zone="Europe/Berlin",
-            now=now, not_after=None, deferrable=True, key=sample[i].key, claimed_at=now), True),
+            now=now, not_after=None, deferrable=True, key=sample[i].key), True),
         ("tracker.instrument (links + pixel)", lambda i: platform.tracker.instrument(rendered[i].html, sample[i].key),
          False),
         ("tracking.save_links (PostgreSQL)", lambda i: platform.tracking.save_links(

@@ -48,7 +48,7 @@ async def http(own_stack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _row(http: httpx.AsyncClient, key: str, until=lambda row: row["status"] != "queued") -> dict:
+async def _row(http: httpx.AsyncClient, key: str, until=lambda row: row["status"] not in ("queued", "sending")) -> dict:
     for _ in range(300):
         got = await http.get(f"/v1/messages/{key}")
         if got.status_code == 200 and until(got.json()):

@@ -18,7 +18,7 @@ import pytest_asyncio
 from activities.lifecycle import Lifecycle
 from activities.machines import BURST_REASON
 from activities.store import Outbox
-from activities.tracking import Tracker, TrackingStore
+from activities.tracking import MAX_EVENTS_PER_MESSAGE, Tracker, TrackingStore
 from starter.routes.tracking import PIXEL
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -148,3 +148,12 @@ async def test_saving_links_again_replaces_them_and_drops_an_index_the_new_rende
     assert [await store.link(key, i) for i in range(4)] == [*LINKS, None]
     await store.save_links(key, ["https://new.example/"])
     assert [await store.link(key, i) for i in range(3)] == ["https://new.example/", None, None]
+
+
+async def test_a_pixel_loaded_in_a_loop_stops_growing_the_events_at_the_cap(web, tracker, pool):
+    key = await sent_message(pool)
+    for _ in range(MAX_EVENTS_PER_MESSAGE + 5):
+        answer = await web.get(path(tracker.open_url(key)), headers={"User-Agent": IPHONE})
+        assert answer.status_code == 200 and answer.content == PIXEL  # always served
+    assert len(await events(pool, key)) == MAX_EVENTS_PER_MESSAGE
+    assert await lifecycle(pool, key) == "opened"
