@@ -63,6 +63,7 @@ class Gate:
             return Verdict(windows.Send(), True)
         window = windows.SendWindow.parse(rules.send_window) if rules.send_window else self.timing.send_window
         zone = rules.time_zone or zone or "UTC"
+
         def plan(cap_until: datetime | None) -> windows.Plan:
             return windows.plan(now, zone, window if deferrable else None, not_after=not_after, critical=False,
                                 late=self.timing.late, cap_until=cap_until,
@@ -70,9 +71,7 @@ class Gate:
                                 cap_rule=f"{rules.daily_cap} {category} a day")
 
         if rules.daily_cap is None:
-            return Verdict(windows.plan(now, zone, window if deferrable else None, not_after=not_after,
-                                        critical=False, late=self.timing.late, cap_until=None,
-                                        cap_policy="drop"), False)
+            return Verdict(plan(None), False)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"cap/{email}/{category}")
             counted = await conn.fetch(_COUNTED, email, category, now - CAP_PERIOD, key, now)
