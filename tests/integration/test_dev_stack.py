@@ -111,11 +111,13 @@ def test_dev_starts_prints_urls_survives_ctrl_c_and_resumes(tmp_path: Path):
     proc = start_dev(data, ports, log)
     try:
         wait_until(lambda: list(outbox.glob("*dev-1__followup-2.eml")), 120, "follow-up 2 after the restart")
-        state = wait_until(
-            lambda: httpx.get(f"{base}/v1/interviews/dev-1", headers=auth, timeout=10).json().get("state"),
-            60, "the journey after the restart",
-        )
-        assert state["status"] == "pending" and state["followups_sent"] == 2
+        # The sink writes the file before the send step returns, so the journey counts it a moment later.
+        def counted() -> dict | None:
+            state = httpx.get(f"{base}/v1/interviews/dev-1", headers=auth, timeout=10).json().get("state")
+            return state if state and state["followups_sent"] == 2 else None
+
+        state = wait_until(counted, 60, "the journey to count follow-up 2 after the restart")
+        assert state["status"] == "pending"
     finally:
         assert stop(proc) == 0
 
