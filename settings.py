@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     retention_schedule_id: str = "retention-purge"  # the daily purge's Schedule; "" leaves it alone
     retention_batch_size: int = Field(5000, ge=100, le=100_000)  # rows per DELETE
 
+    # Campaigns (README: Campaigns): their sends run on their own task queue, whose rate the server
+    # holds for the whole deployment; every worker must have the same rate.
+    campaign_task_queue: str | None = None  # unset: the task queue's name + "-campaigns"
+    campaign_rate_per_minute: float = Field(125.0, ge=0)  # emails a minute over all campaigns; 0 = no limit
+    campaign_ranges_per_worker: int = Field(4, ge=1, le=100)  # send activities one worker runs at once
+
     # Policy defaults for the interview journey (each overridable per start).
     interview_followup_after: timedelta = timedelta(hours=48)
     interview_followup_interval: timedelta = timedelta(hours=24)
@@ -144,6 +150,10 @@ class Settings(BaseSettings):
         if value is not None:
             SendWindow.parse(value)  # a ValueError saying what is wrong
         return value
+
+    @property
+    def campaign_queue(self) -> str:
+        return self.campaign_task_queue or f"{self.temporal_task_queue}-campaigns"
 
     @property
     def outbox_dir(self) -> Path:

@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.announcements import AnnouncementActivities, Announcements
+from activities.campaigns import CampaignActivities, Campaigns, activities_per_second, set_queue_rate
 from activities.digest import DigestActivities, DigestRecipients, ProgressCallback, dispatch_schedule, ensure_dispatch_schedule
 from activities.leads import LeadActivities
 from activities.dkim import DkimKey
@@ -32,12 +33,14 @@ from settings import Settings, apply_process_settings
 from starter.connect import connect_temporal
 from workflows import registry
 from workflows.announcement import AnnouncementDelivery
+from workflows.campaign.workflow import CampaignDelivery
 from workflows.declared.workflow import DeclaredJourney
 from workflows.digest.workflow import DigestDispatch
 from workflows.resend import ResendMessage
 from workflows.retention import RetentionPurge
 
-WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery, RetentionPurge]
+WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery, RetentionPurge,
+             CampaignDelivery]
 # Passed through (imported once, not again for every journey in the cache): the pure libraries
 # the models use, and our own `workflows` and `activities` packages, which hold no module state
 # that changes. Measured (bench/memory.py, 1,000 sleeping journeys): worker RSS 171 MB instead of
@@ -126,7 +129,8 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
                  digests: DigestActivities | None = None,
                  announcements: AnnouncementActivities | None = None,
                  onboarding: OnboardingActivities | None = None,
-                 retention: RetentionActivities | None = None) -> Worker:
+                 retention: RetentionActivities | None = None,
+                 campaigns: CampaignActivities | None = None) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -139,10 +143,24 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
                     *([announcements.announce_batch] if announcements else []),
                     *([onboarding.issue_password, onboarding.forget_secret, onboarding.create_account,
                        onboarding.revoke_account, onboarding.log_to_crm] if onboarding else []),
-                    *([retention.purge] if retention else [])],
+                    *([retention.purge] if retention else []),
+                    *([campaigns.freeze, campaigns.mark, campaigns.decide] if campaigns else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
+    )
+
+
+def build_campaign_worker(client: Client, settings: Settings, campaigns: CampaignActivities) -> Worker:
+    """The campaigns' sends, on their own queue: the server holds it to the deployment's rate
+    (`max_task_queue_activities_per_second` is the whole queue's, not this worker's; the queue's own
+    config, set at start where the server has it, overrides it with the same value)."""
+    return Worker(
+        client,
+        task_queue=settings.campaign_queue,
+        activities=[campaigns.send_range],
+        max_concurrent_activities=settings.campaign_ranges_per_worker,
+        max_task_queue_activities_per_second=activities_per_second(settings.campaign_rate_per_minute),
     )
 
 
@@ -159,9 +177,12 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)), RosterActivities(Roster(pool), sends),
                               digests=digests, announcements=AnnouncementActivities(Announcements(pool), sends),
                               onboarding=(onboarding := onboarding_activities(settings, pool)),
-                              retention=RetentionActivities(Retention(pool)))
+                              retention=RetentionActivities(Retention(pool)),
+                              campaigns=(campaigns := CampaignActivities(Campaigns(pool), sends,
+                                                                         settings.campaign_rate_per_minute)))
         try:
-            async with worker:
+            await set_queue_rate(client, settings.campaign_queue, settings.campaign_rate_per_minute)
+            async with worker, build_campaign_worker(client, settings, campaigns):
                 await ensure_digest_schedule(client, settings)
                 await ensure_retention_schedule(client, settings)
                 yield worker

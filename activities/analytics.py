@@ -1,5 +1,5 @@
 """What happened to the messages of a scope (everything; one template, per version and variant; one
-journey kind; one lead campaign) created in a period: counts from the outbox (`messages`), what
+journey kind; one campaign, lead-nurture or broadcast) created in a period: counts from the outbox (`messages`), what
 came after the send from the events (`message_events`), rates over the messages sent, and how
 long a person took to open one.
 
@@ -43,7 +43,9 @@ _SCOPES: dict[Scope, tuple[str, str]] = {  # scope → (join, condition on $3)
     "template": ("", "m.template = $3"),
     "journey": ("", "m.journey = $3"),
     # a lead's messages: its parent copies and forced resends count too (they are messages of the lead)
-    "campaign": ("JOIN leads l ON m.journey = 'lead' AND m.entity_id = l.lead_id", "l.campaign = $3"),
+    # and a broadcast's messages are those of its workflow (journey `campaign`, entity its id)
+    "campaign": ("LEFT JOIN leads l ON m.journey = 'lead' AND m.entity_id = l.lead_id",
+                 "(l.campaign = $3 OR (m.journey = 'campaign' AND m.entity_id = $3))"),
 }
 
 
@@ -164,7 +166,8 @@ class Analytics:
         service runs (`kinds`) or has messages of; a template with messages or saved versions.
         (Whether a file template exists is the caller's to say, through `kinds`.)"""
         if scope == "campaign":
-            return await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM leads WHERE campaign = $1)", name)
+            return await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM leads WHERE campaign = $1) "
+                                            "OR EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = $1)", name)
         if name in kinds:
             return True
         if scope == "journey":

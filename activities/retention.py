@@ -142,6 +142,9 @@ _ABOUT = {
     "digest_recipients": "lower(email) = {email}",
     "journey_recipients": "lower(email) = {email}",
     "announcement_audience": "lower(email) = {email}",
+    "campaign_members": "email = {email}",
+    "campaign_audience": "email = {email}",
+    "campaign_conversions": "email = {email}",
     "leads": "email = {email}",
     "roster": "lower(attendee ->> 'email') = {email}",
 }
@@ -174,6 +177,10 @@ _SCRUB = (
                               f"AND {_instead('recipient')}"),
     ("announcement_audience", f"UPDATE announcement_audience SET recipient = {_stripped('recipient')} "
                               f"WHERE {_parent_is('recipient')}"),
+    *((table, f"DELETE FROM {table} WHERE {_parent_is('recipient')} AND {_instead('recipient')}")
+      for table in ("campaign_members", "campaign_audience")),
+    *((table, f"UPDATE {table} SET recipient = {_stripped('recipient')} WHERE {_parent_is('recipient')}")
+      for table in ("campaign_members", "campaign_audience")),
     ("roster", f"UPDATE roster SET attendee = {_stripped('attendee')}, removed = removed OR {_instead('attendee')}, "
                f"changed_at = now() WHERE {_parent_is('attendee')}"),
     ("announcements", "UPDATE announcements SET body = jsonb_set(body, '{recipients}', " + _ENTRIES.format(

@@ -119,7 +119,7 @@ class SendActivities(OtherChannels):
         email = str(request.recipient.email).lower()
         try:  # first: the row is stored with the category its template declares (frequency caps count by it)
             template: Resolved | TemplateProblem = await self.templates.resolve(
-                request.template, as_of=request.templates_as_of, recipient=email)
+                request.template, as_of=request.templates_as_of, recipient=email, variant=request.variant)
         except TemplateProblem as err:
             template = err
         fields = dict(

@@ -186,7 +186,7 @@ class TemplateStore:
 
     # --- what the send step asks -------------------------------------------------------------------
 
-    async def resolve(self, name: str, *, as_of: datetime | None, recipient: str) -> Resolved:
+    async def resolve(self, name: str, *, as_of: datetime | None, recipient: str, variant: str | None = None) -> Resolved:
         """The version of `name` in force at `as_of` (None: now), the recipient's variant of it, and
         its category; the file default when nothing was published by then. A template that exists
         only in the database and was first published after `as_of` gets its first publication."""
@@ -200,13 +200,19 @@ class TemplateStore:
         chosen = next((p for p in reversed(published) if as_of is None or p.published_at <= as_of), None)
         if chosen is None:
             if (entry := self.catalog.templates.get(name)) is not None:
+                if variant is not None:
+                    raise TemplateProblem(f"template {name!r} has no published version, so no variant {variant!r}")
                 return Resolved(name, None, None, entry.category, None)
             if not published:
                 raise TemplateProblem(f"no template {name!r}: no file in templates/ and no published version")
             chosen = published[0]
         version = await self.version(name, chosen.version)
         assert version is not None  # a publication's version is never deleted (foreign key)
-        arm = pick_variant(name, version.version, version.variants, recipient)
+        if variant is not None:
+            if (arm := version.variant(variant)) is None:
+                raise TemplateProblem(f"template {name!r} version {version.version} has no variant {variant!r}")
+        else:
+            arm = pick_variant(name, version.version, version.variants, recipient)
         return Resolved(name, version.version, arm.name if arm else None, version.category,
                         version.source.over(arm.parts) if arm else version.source)
 

@@ -34,6 +34,7 @@ from starter.routes import preferences
 from starter.routes import tracking
 from starter.routes import inbound
 from starter.routes import templates
+from starter.routes import campaigns
 from starter.service import Journeys, ServiceError
 from starter.views import ErrorBody
 from workflows.core.fields import SMTPUTF8_ADDRESSES
@@ -200,7 +201,8 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     app.add_middleware(declared.YamlBodies)  # inside the body limit: YAML is read after it is bounded
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes,
                        limits={"/v1/leads/import": settings.api_max_import_bytes,  # lists of people
-                               "/v1/courses/[^/]+/announcements": settings.api_max_import_bytes})
+                               "/v1/courses/[^/]+/announcements": settings.api_max_import_bytes,
+                               "/v1/campaigns(/[^/]+/recipients)?": settings.api_max_import_bytes})
     app.add_middleware(PlainUrls)
     app.add_middleware(AddressPolicy, smtputf8=settings.smtputf8)
 
@@ -264,4 +266,5 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     app.include_router(tracking.router(settings))
     app.include_router(inbound.router(authed, settings))
     app.include_router(templates.router(authed))
+    app.include_router(campaigns.router(authed, settings))
     return app

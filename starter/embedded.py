@@ -18,6 +18,9 @@ from temporalio.runtime import Runtime
 from workflows.core.search import ALL_KEYS
 
 SQLITE_SPEED = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+# Campaigns' sends carry a fairness key (their campaign) beside their priority: the server shares a
+# rate-limited queue's budget fairly between campaigns of one priority only with fairness on.
+FAIRNESS = ["--dynamic-config-value", "matching.enableFairness=true"]
 
 
 def _binary(name: str) -> str:
@@ -86,7 +89,7 @@ async def start_temporal(database_file: Path | None, port: int | None = None, ui
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         dev_server_database_filename=str(database_file) if database_file else None,
-        dev_server_extra_args=SQLITE_SPEED,
+        dev_server_extra_args=SQLITE_SPEED + FAIRNESS,
         data_converter=pydantic_data_converter,
         search_attributes=ALL_KEYS,
         port=port,

@@ -110,6 +110,9 @@ class SendRequest(Strict):
     # The journey no longer wants this message (an event came while it waited for quiet hours to
     # end): the send step records it as skipped with this reason, and its parent's copy too.
     skip_reason: str | None = None
+    # The A/B variant this message gets (a campaign's test arm, or its winner); None: the template
+    # version's own pick by weight for this recipient.
+    variant: str | None = None
 
 
 class SendStatus(StrEnum):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from activities.campaigns import Campaigns
 from activities.store import ImportRecord
 from starter import lead_import
 from starter.service import NotFound, Rejected
@@ -128,10 +129,13 @@ def router(authed: list) -> APIRouter:
     @api.get("/v1/campaigns/{campaign}/stats")
     async def campaign_stats(campaign: Annotated[str, Path(min_length=1, max_length=100)],
                              request: Request) -> CampaignStatsView:
-        """Leads started, emailed per step, converted, conversion rate, replied, unsubscribed."""
-        stats = await request.app.state.lead_store.stats(campaign)
+        """Leads started, emailed per step, converted, conversion rate, replied, unsubscribed. A
+        broadcast campaign answers in the same shape: its audience, one step (`broadcast`), the
+        conversions reported for it."""
+        stats = await request.app.state.lead_store.stats(campaign) or \
+            await Campaigns(request.app.state.pool).stats(campaign)
         if stats is None:
-            raise NotFound(f"no leads in campaign {campaign!r}", field="campaign")
+            raise NotFound(f"no campaign {campaign!r}", field="campaign")
         return CampaignStatsView(**vars(stats), conversion_rate=round(stats.conversion_rate, 4))
 
     return api

@@ -148,14 +148,15 @@ class PreviewView(BaseModel):
     html: str
 
 
+def store(request: Request) -> TemplateStore:
+    found = getattr(request.app.state, "template_store", None)
+    if found is None:  # one per app, made on first use: it holds caches and a rendering process
+        found = request.app.state.template_store = TemplateStore(request.app.state.pool)
+    return found
+
+
 def router(authed: list) -> APIRouter:
     api = APIRouter(dependencies=authed, tags=TAGS)
-
-    def store(request: Request) -> TemplateStore:
-        found = getattr(request.app.state, "template_store", None)
-        if found is None:  # one per app, made on first use: it holds caches and a rendering process
-            found = request.app.state.template_store = TemplateStore(request.app.state.pool)
-        return found
 
     async def summaries(templates: TemplateStore, only: str | None = None) -> list[TemplateSummary]:
         saved, in_force = await templates.names(), await templates.in_force()
