@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.campaigns import Campaigns, Counts
 from activities.render import RenderTimeout, TemplateProblem
 from settings import Settings
+from starter.routes.analytics import Period
 from starter.routes.templates import _sample, store
 from starter.service import Conflict, NotFound, Rejected, Unavailable, first_difference
 from workflows.campaign.models import PRIORITY_KEYS, AbPlan, CampaignRun, Priority, Reschedule, Status, test_size
@@ -250,7 +251,8 @@ def router(authed: list, settings: Settings) -> APIRouter:
 
     @api.get("/v1/campaigns")
     async def list_campaigns(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                             before: Annotated[datetime | None, Query(description="created before (paging)")] = None
+                             before: Annotated[Period | None, Query(description="created before this time, ISO 8601 "
+                                                                            "with a zone (paging)")] = None
                              ) -> CampaignList:
         """Broadcasts, newest first, then the lead-nurture campaigns (on the first page)."""
         rows = await campaigns(request).page(limit, before)
