@@ -18,6 +18,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from starter.routes.campaigns import (
+    AbTestView, AudienceFilter, AudienceView, CampaignBody, CampaignList, CampaignRecipient, CampaignView,
+)
 from starter.routes.courses import AnnouncementBody, AnnouncementView
 from starter.routes.declared import DeclaredView, DefinitionHistory, DefinitionList, DefinitionView
 from starter.routes.digests import ProgressView
@@ -273,3 +276,49 @@ class FollowupsClient:
     def erase_recipient(self, email: str) -> ErasureView:
         """GDPR erasure: their journeys end, their rows go, only a hash stays so they are never mailed."""
         return ErasureView.model_validate(self._call("DELETE", f"/v1/recipients/{quote(email)}"))
+
+    # --- campaigns ---------------------------------------------------------------------------------
+
+    def create_campaign(self, campaign: CampaignBody | dict[str, Any]) -> CampaignView:
+        body = campaign if isinstance(campaign, dict) else _jsonable(campaign)
+        return CampaignView.model_validate(self._call("POST", "/v1/campaigns", json=body))
+
+    def campaign(self, campaign_id: str) -> CampaignView:
+        return CampaignView.model_validate(self._call("GET", f"/v1/campaigns/{quote(campaign_id)}"))
+
+    def campaigns(self, limit: int = 50, before: datetime | None = None) -> list[CampaignView]:
+        params: dict[str, Any] = {"limit": limit, **({"before": before.isoformat()} if before else {})}
+        return CampaignList.model_validate(self._call("GET", "/v1/campaigns", params=params)).campaigns
+
+    def add_campaign_recipients(self, campaign_id: str,
+                                recipients: list[CampaignRecipient | dict[str, Any]] | str) -> AudienceView:
+        """A list of recipients, or CSV text (email, name, time_zone, any other column a variable)."""
+        path = f"/v1/campaigns/{quote(campaign_id)}/recipients"
+        if isinstance(recipients, str):
+            answer = self._call("POST", path, content=recipients.encode(), headers={"Content-Type": "text/csv"})
+        else:
+            answer = self._call("POST", path, json={"recipients": [_jsonable(r) for r in recipients]})
+        return AudienceView.model_validate(answer)
+
+    def add_campaign_filter(self, campaign_id: str, audience_filter: AudienceFilter | dict[str, Any]) -> AudienceView:
+        body = audience_filter if isinstance(audience_filter, dict) else _jsonable(audience_filter)
+        return AudienceView.model_validate(self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/filters", json=body))
+
+    def schedule_campaign(self, campaign_id: str, at: datetime | None = None) -> CampaignView:
+        body = {"scheduled_at": at.isoformat()} if at else None
+        return CampaignView.model_validate(self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/schedule", json=body))
+
+    def pause_campaign(self, campaign_id: str) -> CampaignView:
+        return CampaignView.model_validate(self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/pause"))
+
+    def resume_campaign(self, campaign_id: str) -> CampaignView:
+        return CampaignView.model_validate(self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/resume"))
+
+    def cancel_campaign(self, campaign_id: str) -> CampaignView:
+        return CampaignView.model_validate(self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/cancel"))
+
+    def campaign_ab_test(self, campaign_id: str) -> AbTestView:
+        return AbTestView.model_validate(self._call("GET", f"/v1/campaigns/{quote(campaign_id)}/ab-test"))
+
+    def campaign_conversions(self, campaign_id: str, emails: list[str]) -> int:
+        return self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/conversions", json={"emails": emails})["recorded"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from starter.cli.bulk import bulk_app
+from starter.cli.campaigns import campaign_app
 from starter.cli.courses import announce
 from starter.cli.declared import definitions_app, journey_app, preview_definition
 from starter.cli.common import parse_duration, parse_when
@@ -26,6 +27,7 @@ add_stack(app)
 add_kinds(app)
 app.add_typer(leads_app, name="leads")
 app.add_typer(bulk_app, name="bulk")
+app.add_typer(campaign_app, name="campaign")
 add_messages(app)
 app.add_typer(notifications_app, name="notifications")
 app.command("announce")(announce)

@@ -17,6 +17,7 @@ import pytest_asyncio
 import worker
 from activities.campaigns import arm_of
 from starter.connect import connect_temporal
+from tests.integration.test_cli import run
 from workflows.campaign.models import Arm
 from tests.conftest import running_stack
 
@@ -229,3 +230,19 @@ async def test_an_ab_test_on_conversions_sends_the_rest_the_winner(stack, http, 
     subjects = {m["Subject"] for m in stack.smtp.sink.messages
                 if str(m["X-Followups-Key"]).startswith(f"campaign-{campaign_id}/")}
     assert subjects == {"Spring sale", "** Spring sale **"}
+
+
+async def test_the_cli_creates_sends_and_follows_a_campaign_to_its_end(stack, uid, tmp_path):
+    context, audience = tmp_path / "context.json", tmp_path / "audience.csv"
+    context.write_text(__import__("json").dumps(ANNOUNCEMENT))
+    audience.write_text("email,name\n" + "".join(f"cli{i}-{uid}@example.com,Cli {i}\n" for i in range(12)) + "oops,X\n")
+    code, out = await run(stack, "campaign", "create", f"cli-{uid}", "--template", "course_announcement",
+                          "--context", str(context), "--csv", str(audience), "--priority", "high")
+    assert code == 0 and "added 12; the audience is 12" in out and "line 14" in out and "draft" in out, out
+    code, out = await run(stack, "campaign", "send", f"cli-{uid}")
+    assert code == 0 and "12 sent, 0 skipped, 0 failed" in out and "completed" in out, out
+    assert len(sent_keys(stack, f"cli-{uid}")) == 12
+    code, out = await run(stack, "campaign", "list")
+    assert code == 0 and f"cli-{uid}" in out and "broadcast" in out, out
+    code, out = await run(stack, "campaign", "pause", f"cli-{uid}")
+    assert code == 1 and "409" in out and "completed" in out, out
