@@ -26,6 +26,9 @@ BENCHES = {
     "events": ("bench.events", [], ["--quick"]),  # 200 confirms per variant; --quick 50 (under a minute)
     "import_health": ("bench.import_health", [], ["--quick"]),  # 400,000 bad rows (~1 min); --quick 40,000
     "lms": ("bench.lms", [], ["--quick"]),  # a 10,000-recipient announcement; declared starts (~2 min)
+    # a 100,000-recipient campaign unthrottled, 5 min of the rate over 3 workers, reminders beside a
+    # throttled campaign (~30 min here); --quick: 10,000, 2 min, 30 reminders (~7 min)
+    "campaigns": ("bench.campaigns", [], ["--quick"]),
     "throughput": ("bench.throughput", ["--rows", "10000", "--emails", "3000", "--variants", "bare,http"],
                    ["--quick"]),
     "memory": ("bench.memory", ["--journeys", "1000,5000"], ["--quick"]),
