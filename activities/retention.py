@@ -1,8 +1,9 @@
 """How long Followups keeps what it holds about people, and how it forgets one person at once.
 
 - `Retention.purge`: finished messages (sent, skipped, failed, dry run; never queued or sending)
-  older than the retention period with their links and events, events older than it, and read
-  notifications older than it, in bounded batches: each statement deletes at most `batch` rows and
+  older than the retention period with their links and events, events older than it, read
+  notifications older than it, and the audience lists of campaigns that ended before it, in bounded
+  batches: each statement deletes at most `batch` rows and
   is its own short transaction, so the purge never holds locks the send step waits on for long.
 - `RetentionActivities.purge` runs it for the `RetentionPurge` workflow, heartbeating per batch;
   `ensure_retention_schedule` makes the daily Schedule when a worker starts.
@@ -51,7 +52,21 @@ WITH doomed AS (SELECT id FROM notifications WHERE read_at IS NOT NULL AND creat
 gone AS (DELETE FROM notifications n USING doomed d WHERE n.id = d.id RETURNING 1)
 SELECT count(*) AS notifications FROM gone
 """
-TABLES = ("messages", "message_links", "message_events", "notifications")
+# A campaign that ended before the cutoff keeps its row and counts (its messages go as above) but
+# not its audience: up to a row per recipient, in the campaign's frozen list and its draft's.
+_CAMPAIGN_AUDIENCE = """
+WITH ended AS (SELECT campaign_id FROM campaigns WHERE status IN ('completed', 'cancelled') AND finished_at < $1),
+doomed AS (SELECT a.campaign_id, a.seq FROM campaign_audience a JOIN ended USING (campaign_id)
+           LIMIT $2 FOR UPDATE SKIP LOCKED),
+members AS (SELECT m.campaign_id, m.email FROM campaign_members m JOIN ended USING (campaign_id)
+            LIMIT $2 FOR UPDATE SKIP LOCKED),
+gone AS (DELETE FROM campaign_audience a USING doomed d WHERE (a.campaign_id, a.seq) = (d.campaign_id, d.seq)
+         RETURNING 1),
+gone_members AS (DELETE FROM campaign_members m USING members d WHERE (m.campaign_id, m.email) = (d.campaign_id, d.email)
+                 RETURNING 1)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM gone_members) AS campaign_audience
+"""
+TABLES = ("messages", "message_links", "message_events", "notifications", "campaign_audience")
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -77,7 +92,7 @@ class Retention:
         done = resume or Purged(await self.pool.fetchval("SELECT now() - $1::interval", older_than),
                                 dict.fromkeys(TABLES, 0))
         for statement, paced_by in ((_MESSAGES, "messages"), (_EVENTS, "message_events"),
-                                    (_NOTIFICATIONS, "notifications")):
+                                    (_NOTIFICATIONS, "notifications"), (_CAMPAIGN_AUDIENCE, "campaign_audience")):
             while True:
                 row = await self.pool.fetchrow(statement, done.cutoff, batch)
                 done.batches += 1

@@ -29,7 +29,7 @@ from workflows.contracts import Recipient
 
 TABLES = ("messages", "message_events", "message_links", "notifications", "preferences", "recipient_settings",
           "suppressions", "digest_recipients", "journey_recipients", "announcement_audience", "leads", "roster",
-          "announcements")
+          "announcements", "campaign_members", "campaign_audience", "campaign_conversions")
 
 
 @pytest_asyncio.fixture
@@ -76,6 +76,16 @@ async def seed(pool, uid: str, email: str, other: str) -> None:
                        "('math', $1, $2, 2)", uid, json.dumps({"title": "New", "recipients": recipients}))
     await pool.executemany("INSERT INTO announcement_audience (course, announcement_id, email, recipient) VALUES "
                            "('math', $1, $2, $3)", [(uid, r["email"], json.dumps(r)) for r in recipients])
+    await pool.execute("INSERT INTO campaigns (campaign_id, name, template, category, priority) VALUES "
+                       "($1, 'Spring', 'course_announcement', 'progress', 'normal')", f"c-{uid}")
+    for table in ("campaign_members", "campaign_audience"):
+        seq = ", seq" if table == "campaign_audience" else ""
+        await pool.executemany(f"INSERT INTO {table} (campaign_id, email, recipient{seq}) VALUES "
+                               f"($1, $2, $3{', $4' if seq else ''})",
+                               [(f"c-{uid}", r["email"].lower(), json.dumps(r), *([n] if seq else []))
+                                for n, r in enumerate(recipients, start=1)])
+    await pool.execute("INSERT INTO campaign_conversions (campaign_id, email) VALUES ($1, $2), ($1, $3)",
+                       f"c-{uid}", lower, other)
     # a child's message whose copies go to Erin as the parent; and a message of the bystander
     for child_key, recipient, parent in ((f"child-{uid}/welcome", f"kid-{uid}@example.com",
                                           {"email": email, "name": "Erin", "copy": "also"}),

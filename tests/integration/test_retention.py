@@ -84,11 +84,23 @@ async def seed(pool: asyncpg.Pool, uid: str) -> None:
     await notification(pool, f"n-old-read-{uid}", read=True, age=OLD)
     await notification(pool, f"n-old-unread-{uid}", read=False, age=OLD)
     await notification(pool, f"n-new-read-{uid}", read=True, age=timedelta(days=1))
+    # campaigns: one that ended long ago loses its audience lists (3 frozen + 1 draft member); one that
+    # ended recently and one still sending keep theirs
+    for campaign_id, status, age in ((f"old-{uid}", "completed", OLD), (f"recent-{uid}", "cancelled", timedelta(days=1)),
+                                     (f"running-{uid}", "sending", OLD)):
+        await pool.execute(
+            "INSERT INTO campaigns (campaign_id, name, template, category, priority, status, finished_at) "
+            "VALUES ($1, $1, 'course_announcement', 'progress', 'normal', $2, now() - $3::interval)",
+            campaign_id, status, age)
+        await pool.executemany("INSERT INTO campaign_audience (campaign_id, seq, email, recipient) VALUES ($1, $2, $3, '{}')",
+                               [(campaign_id, n, f"c{n}@example.com") for n in (1, 2, 3)])
+        await pool.execute("INSERT INTO campaign_members (campaign_id, email, recipient) VALUES ($1, 'm@example.com', '{}')",
+                           campaign_id)
 
 
 async def counts(pool: asyncpg.Pool) -> dict[str, int]:
     return {table: await pool.fetchval(f"SELECT count(*) FROM {table}")
-            for table in ("messages", "message_links", "message_events", "notifications")}
+            for table in ("messages", "message_links", "message_events", "notifications", "campaign_audience")}
 
 
 async def test_old_finished_rows_are_purged_in_batches_and_the_rest_kept(database_url, uid):
@@ -97,15 +109,21 @@ async def test_old_finished_rows_are_purged_in_batches_and_the_rest_kept(databas
         try:
             await migrate(pool)
             await seed(pool, uid)
-            assert await counts(pool) == {"messages": 9, "message_links": 12, "message_events": 15, "notifications": 3}
+            assert await counts(pool) == {"messages": 9, "message_links": 12, "message_events": 15, "notifications": 3,
+                                          "campaign_audience": 9}
 
             heard: list[dict] = []
             purged = await Retention(pool).purge(timedelta(days=90), 2, progress=heard.append)
-            assert purged.deleted == {"messages": 5, "message_links": 10, "message_events": 13, "notifications": 1}
-            # messages 2+2+1; the events left (2 of queued/sending messages, 1 of none) 2+1; notifications 1
-            assert purged.batches == 6 and len(heard) == 6
-            assert [h["deleted"]["messages"] for h in heard] == [2, 4, 5, 5, 5, 5]
-            assert await counts(pool) == {"messages": 4, "message_links": 2, "message_events": 2, "notifications": 2}
+            assert purged.deleted == {"messages": 5, "message_links": 10, "message_events": 13, "notifications": 1,
+                                      "campaign_audience": 4}
+            # messages 2+2+1; the events left (2 of queued/sending messages, 1 of none) 2+1; notifications 1;
+            # the old campaign's audience 2 (+1 member) + 1
+            assert purged.batches == 8 and len(heard) == 8
+            assert [h["deleted"]["messages"] for h in heard] == [2, 4, 5, 5, 5, 5, 5, 5]
+            assert await counts(pool) == {"messages": 4, "message_links": 2, "message_events": 2, "notifications": 2,
+                                          "campaign_audience": 6}
+            assert {r["campaign_id"] for r in await pool.fetch("SELECT campaign_id FROM campaign_audience")} == {
+                f"recent-{uid}", f"running-{uid}"}
             kept = {row["key"]: row["status"] for row in await pool.fetch("SELECT key, status FROM messages")}
             assert kept == {f"oldq-{uid}/reminder": "queued", f"olds-{uid}/reminder": "sending",
                             f"new0-{uid}/reminder": "sent", f"new1-{uid}/reminder": "sent"}
@@ -113,7 +131,7 @@ async def test_old_finished_rows_are_purged_in_batches_and_the_rest_kept(databas
                 f"n-old-unread-{uid}", f"n-new-read-{uid}"}
 
             again = await Retention(pool).purge(timedelta(days=90), 2)
-            assert again.deleted == dict.fromkeys(again.deleted, 0) and again.batches == 3
+            assert again.deleted == dict.fromkeys(again.deleted, 0) and again.batches == 4
         finally:
             await pool.close()
 
@@ -139,10 +157,10 @@ async def test_the_worker_makes_the_daily_schedule_and_a_triggered_run_purges(lo
                     await handle.trigger()
                     report = await _run_result(stack, handle)
                     assert report.deleted == {"messages": 5, "message_links": 10, "message_events": 13,
-                                              "notifications": 1}
-                    assert report.batches == 3  # 100 rows a statement: one per table's pass
+                                              "notifications": 1, "campaign_audience": 4}
+                    assert report.batches == 4  # 100 rows a statement: one per table's pass
                     assert await counts(pool) == {"messages": 4, "message_links": 2, "message_events": 2,
-                                                  "notifications": 2}
+                                                  "notifications": 2, "campaign_audience": 6}
                 finally:
                     await pool.close()
             finally:
