@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 UNTHROTTLED_BATCH = 100  # recipients per activity when no rate is set
 MAX_ACTIVITIES_PER_SECOND = 5.0
 SENDS_IN_FLIGHT = 20  # within one range
+MEMBERS_PER_STATEMENT = 5000
 JOURNEY = "campaign"  # messages.journey of a campaign's messages; entity_id is the campaign id
 
 
@@ -139,17 +140,19 @@ class Campaigns:
 
     async def add_members(self, campaign_id: str, members: list[tuple[Recipient, dict[str, Any]]]) -> int:
         """Add to a draft's audience (an address already there keeps its first entry); how many were new."""
+        added = 0
         async with self.pool.acquire() as conn, conn.transaction():
             await self._draft(conn, campaign_id)
-            before = await conn.fetchval("SELECT count(*) FROM campaign_members WHERE campaign_id = $1", campaign_id)
-            await conn.executemany(
-                "INSERT INTO campaign_members (campaign_id, email, recipient, fields) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT DO NOTHING",
-                [(campaign_id, str(r.email).lower(), r.model_dump_json(exclude={"fields"}, exclude_none=True),
-                  json.dumps(fields))
-                 for r, fields in members])
-            after = await conn.fetchval("SELECT count(*) FROM campaign_members WHERE campaign_id = $1", campaign_id)
-            return after - before
+            for start in range(0, len(members), MEMBERS_PER_STATEMENT):
+                chunk = members[start:start + MEMBERS_PER_STATEMENT]
+                result = await conn.execute(
+                    "INSERT INTO campaign_members (campaign_id, email, recipient, fields) "
+                    "SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::jsonb[]) ON CONFLICT DO NOTHING",
+                    campaign_id, [str(r.email).lower() for r, _ in chunk],
+                    [r.model_dump_json(exclude={"fields"}, exclude_none=True) for r, _ in chunk],
+                    [json.dumps(fields) for _, fields in chunk])
+                added += int(result.split()[-1])
+        return added
 
     async def add_filter(self, campaign_id: str, audience_filter: dict[str, Any]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

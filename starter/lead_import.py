@@ -79,7 +79,7 @@ def _advance(steps: Generator[None, None, Parsed]) -> Parsed | None:
     return None
 
 
-def _lines(text: str) -> Iterator[str]:
+def text_lines(text: str) -> Iterator[str]:
     """The text's lines, "\n" kept, one at a time (io.StringIO would copy the whole file at once,
     tens of ms for a large one, in one turn of the event loop)."""
     start, end = 0, len(text)
@@ -97,7 +97,7 @@ def _parse_in_steps(text: str, campaign: str | None, first_line: int) -> Generat
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.strip() else csv.excel
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(_lines(text.lstrip("\ufeff")), dialect)
+    reader = csv.reader(text_lines(text.lstrip("\ufeff")), dialect)
     try:
         header = next(reader)
     except StopIteration:

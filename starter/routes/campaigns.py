@@ -5,8 +5,8 @@ imported leads) is listed beside them, and both share /stats and /v1/analytics/c
 
 from __future__ import annotations
 
+import asyncio
 import csv
-import io
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.campaigns import Campaigns, Counts
 from activities.render import RenderTimeout, TemplateProblem
 from settings import Settings
+from starter.lead_import import ROWS_PER_TURN, text_lines
 from starter.routes.analytics import Period
 from starter.routes.templates import _sample, store
 from starter.service import Conflict, NotFound, Rejected, Unavailable, first_difference
@@ -129,16 +130,19 @@ def _progress(counts: Counts, status: str) -> Progress:
                     remaining=counts.remaining, per_minute=counts.per_minute, eta=eta)
 
 
-def parse_csv(text: str) -> tuple[list[CampaignRecipient], list[dict[str, Any]]]:
+async def parse_csv(text: str) -> tuple[list[CampaignRecipient], list[dict[str, Any]]]:
     """email and name columns, time_zone optional, every other column a template variable; bad rows
-    come back with their line and reason."""
-    reader = csv.DictReader(io.StringIO(text))
+    come back with their line and reason. The event loop is handed back every ROWS_PER_TURN rows,
+    so a large file does not stall the API's other requests."""
+    reader = csv.DictReader(text_lines(text))
     columns = [c.strip() for c in reader.fieldnames or []]
     if "email" not in columns or "name" not in columns:
         raise Rejected(f"the CSV needs an email and a name column (it has {', '.join(columns) or 'none'})", field="file")
     own = {"email", "name", "time_zone"}
     good, bad = [], []
     for line, row in enumerate(reader, start=2):
+        if line % ROWS_PER_TURN == 0:
+            await asyncio.sleep(0)
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
         try:
             good.append(CampaignRecipient(
@@ -281,7 +285,7 @@ def router(authed: list, settings: Settings) -> APIRouter:
                 text = raw.decode("utf-8-sig")
             except UnicodeDecodeError as err:
                 raise Rejected(f"the file is not UTF-8 (byte {err.start})", field="file") from err
-            people, rejected = parse_csv(text)
+            people, rejected = await parse_csv(text)
         else:
             try:
                 people = RecipientsBody.model_validate_json(raw).recipients

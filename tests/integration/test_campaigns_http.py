@@ -246,3 +246,13 @@ async def test_the_cli_creates_sends_and_follows_a_campaign_to_its_end(stack, ui
     assert code == 0 and f"cli-{uid}" in out and "broadcast" in out, out
     code, out = await run(stack, "campaign", "pause", f"cli-{uid}")
     assert code == 1 and "409" in out and "completed" in out, out
+
+
+async def test_a_campaign_cancelled_in_temporal_is_cancelled_in_the_api_too(stack, http, uid):
+    campaign_id = f"ui-{uid}"
+    await create(http, campaign_id, recipients=people(uid, 2, "ui"))
+    scheduled = await http.post(f"/v1/campaigns/{campaign_id}/schedule", json={"scheduled_at": "2099-01-01T00:00:00Z"})
+    assert scheduled.status_code == 202 and scheduled.json()["status"] == "scheduled", scheduled.text
+    await stack.temporal.get_workflow_handle(f"campaign-{campaign_id}").cancel()  # an operator, in the Web UI
+    await until(http, campaign_id, lambda b: b["status"] == "cancelled")
+    assert sent_keys(stack, campaign_id) == {}

@@ -87,9 +87,9 @@ def test_a_plan_refuses_the_same_variant_twice_and_a_single_arm():
         plan(arms=[Arm(variant="a")])
 
 
-def test_a_csv_keeps_good_rows_and_names_the_line_and_field_of_bad_ones():
-    good, bad = parse_csv("email,name,plan\nann@example.com,Ann,gold\nbad,Bob,\n,Cy,\nd@example.com,,x\n")
+async def test_a_csv_keeps_good_rows_and_names_the_line_and_field_of_bad_ones():
+    good, bad = await parse_csv("email,name,plan\nann@example.com,Ann,gold\nbad,Bob,\n,Cy,\nd@example.com,,x\n")
     assert [(str(r.email), r.fields) for r in good] == [("ann@example.com", {"plan": "gold"})]
     assert [(b["line"], b["field"]) for b in bad] == [(3, "email"), (4, "email"), (5, "name")]
     with pytest.raises(Rejected, match="email and a name column"):
-        parse_csv("address,who\nx,y\n")
+        await parse_csv("address,who\nx,y\n")

@@ -47,6 +47,13 @@ class CampaignDelivery:
     async def run(self, run: CampaignRun) -> CampaignRun:
         self.run_state = run
         self.paused = run.status == "paused"
+        try:
+            return await self._run(run)
+        except asyncio.CancelledError:  # cancelled in the Web UI or by `temporal workflow cancel`
+            await self._mark(run, "cancelled")
+            raise
+
+    async def _run(self, run: CampaignRun) -> CampaignRun:
         if run.audience is None:
             if not await self._wait_for_its_time(run):
                 return await self._end(run, "cancelled")
