@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.charset
+import email._policybase
 import email.policy
 import hashlib
 import re
@@ -28,7 +29,19 @@ if TYPE_CHECKING:
 
 # compat32 at RFC 5322's 998-column hard limit: a long `List-Unsubscribe: <https://…>` stays a bare
 # URI on one line (folding it, or encoding it as RFC 2047 words, hides it from mail clients).
-_WIRE = email.policy.compat32.clone(linesep="\r\n", max_line_length=998)
+class _Wire(email._policybase.Compat32):
+    """compat32, with a header that needs no folding written as it is: what compat32 writes for a
+    short ASCII value anyway, without building an email.header.Header for it (a fifth of the
+    build's time, 16 headers a message)."""
+
+    def _fold(self, name: str, value: object, sanitize: bool) -> str:
+        if isinstance(value, str) and value.isascii() and "\r" not in value and "\n" not in value \
+                and len(name) + 2 + len(value) <= (self.max_line_length or 0):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+_WIRE = _Wire().clone(linesep="\r\n", max_line_length=998)
 # RFC 6532: a message to an address that is not ASCII carries it as UTF-8 in its To: header, which
 # compat32 writes as is only from a surrogate-escaped string under an 8-bit policy.
 _WIRE_UTF8 = _WIRE.clone(cte_type="8bit")

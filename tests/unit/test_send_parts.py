@@ -367,3 +367,17 @@ def test_a_filter_given_what_it_cannot_use_is_a_template_problem():
         Renderer().render("payment_reminder", context(payer_name="Pat", amount="12.50", currency="EUR", locale="en_US",
                                                       description=None, payment_url="https://pay.example.com/1",
                                                       started_at="not a date"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["Subject", "To", "X-Followups-Key", "List-Unsubscribe"]),
+       value=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e) | st.sampled_from(" \t"),
+                     max_size=1200))
+def test_the_wire_policy_writes_every_header_as_compat32_does(name: str, value: str):
+    """The unfolded fast path is only an optimisation: byte for byte what compat32 writes."""
+    from email import _policybase
+
+    from activities.mail import _WIRE
+
+    reference = _policybase.compat32.clone(linesep="\r\n", max_line_length=998)
+    assert _WIRE.fold_binary(name, value) == reference.fold_binary(name, value)
