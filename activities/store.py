@@ -89,6 +89,18 @@ _FINISH = """UPDATE messages SET status = $2, reason = $3, subject = COALESCE($4
               WHERE key = $1"""
 
 
+# A message's row, unless its address (or, for the parent's copy rule, its parent's) was erased.
+_INSERT = """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name, category, context,
+                                   status, message_id, due_at, channel, phone, parent, attempts, lease_until)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, {status}, $9, $10, $11, $12,
+                    CASE WHEN EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $15) THEN NULL
+                         ELSE $13::jsonb END, {attempts}, {lease}
+             WHERE NOT EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $14)
+             ON CONFLICT (key) DO NOTHING"""
+_INSERT_QUEUED = _INSERT.format(status="'queued'", attempts="0", lease="NULL")
+_CLAIM_NEW = _INSERT.format(status="'sending'", attempts="1", lease="now() + $16::interval") + " RETURNING *"
+
+
 class Outbox:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -101,20 +113,19 @@ class Outbox:
         """Record the key as queued (once) and take a lease on sending it. `parent`: the recipient is
         under 13 (their parent's address and copy rule), kept so a forced resend follows it too.
         `recipient_hash`: an address erased under that hash (GDPR) is not stored again: "erased";
-        nor is an erased parent's address (`parent_hash`) on their child's row."""
+        nor is an erased parent's address (`parent_hash`) on their child's row.
+
+        A key seen for the first time is stored already leased, in one statement (one round trip:
+        the common case, every message's first attempt); a key stored before is looked at under a
+        row lock, in a transaction."""
+        values = (key, journey, entity_id, template, recipient, recipient_name, category, json.dumps(context),
+                  message_id, due_at, channel, phone, None if parent is None else json.dumps(parent),
+                  recipient_hash, parent_hash)
+        row = await self.pool.fetchrow(_CLAIM_NEW, *values, lease)
+        if row is not None:
+            return Claim("send", row)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO messages (key, journey, entity_id, template, recipient, recipient_name,
-                                         category, context, status, message_id, due_at, channel, phone, parent)
-                   SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'queued', $9, $10, $11, $12,
-                          CASE WHEN EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $15) THEN NULL
-                               ELSE $13::jsonb END
-                   WHERE NOT EXISTS (SELECT 1 FROM erased_recipients WHERE email_hash = $14)
-                   ON CONFLICT (key) DO NOTHING""",
-                key, journey, entity_id, template, recipient, recipient_name, category,
-                json.dumps(context), message_id, due_at, channel, phone,
-                None if parent is None else json.dumps(parent), recipient_hash, parent_hash,
-            )
+            await conn.execute(_INSERT_QUEUED, *values)  # erased meanwhile: still nothing; else already there
             row = await conn.fetchrow("SELECT * FROM messages WHERE key = $1 FOR UPDATE", key)
             if row is None:
                 return Claim("erased", None)
