@@ -15,7 +15,7 @@ from workflows.core import loop
 async def test_a_campaign_too_large_for_one_history_continues_as_new_and_sends_everyone_once(
         ts_env, make_settings, pool, smtp, uid, monkeypatch):
     monkeypatch.setattr(loop, "HISTORY_EVENTS_BUDGET", 40)  # a dozen ranges or so per run
-    monkeypatch.setattr(campaign_activities, "UNTHROTTLED_BATCH", 3)
+    monkeypatch.setattr(campaign_activities, "UNTHROTTLED_BATCH", 1)  # 300 ranges
     settings = make_settings(campaign_rate_per_minute=0)
     campaign_id = f"big-{uid}"
     emails = await draft(pool, campaign_id, 300)
