@@ -30,7 +30,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.outgoing import reason_kind
-from activities.send import SendActivities
+from activities.mail import message_id
+from activities.send import SEND_LEASE, SendActivities
 from activities.store import CampaignStats
 from workflows.campaign.models import (
     DECIDE, FREEZE, MARK, SEND_RANGE, AbPlan, Arm, Decide, Decision, Frozen, Mark, RangeReport, SendRange,
@@ -369,6 +370,18 @@ class CampaignActivities:
                 ask.campaign_id, decide(ask.plan, await self.campaigns.arms(ask.campaign_id, ask.plan.metric)))
         return Decision(winner=kept["winner"], rest_get=kept["rest_get"], reason=kept["reason"])
 
+    async def _failed_row(self, campaign_id: str, campaign: asyncpg.Record, email: str, reason: str) -> None:
+        """A message row recorded as failed for someone who cannot be sent to, so the campaign's
+        counts (read from the outbox) still add up to its audience."""
+        key = f"{workflow_id(campaign_id)}/{email}"
+        claim = await self.sends.outbox.claim(
+            key=key, journey=JOURNEY, entity_id=campaign_id, template=campaign["template"], recipient=email,
+            recipient_name="", category=campaign["category"], context={},
+            message_id=message_id(key, self.sends.sender.domain), due_at=datetime.now(timezone.utc),
+            lease=SEND_LEASE)
+        if claim.action == "send":
+            await self.sends.outbox.finish(key, "failed", reason=reason[:500])
+
     @activity.defn(name=SEND_RANGE)
     async def send_range(self, ask: SendRange) -> RangeReport:
         """The recipients (lo, hi] through the one send step: a message no retry can fix is counted
@@ -384,6 +397,7 @@ class CampaignActivities:
                 recipient = Recipient.model_validate_json(row["recipient"])
             except ValidationError as err:  # a row changed by hand: no retry mends it, the rest go on
                 activity.logger.error("campaign %s, recipient %s: not a recipient: %s", ask.campaign_id, row["seq"], err)
+                await self._failed_row(ask.campaign_id, campaign, row["email"], f"not a valid recipient: {err}")
                 return SendStatus.FAILED, "not a valid recipient"
             variant = ask.variant or (arm_of(ask.campaign_id, row["email"], ask.arms) if ask.arms else None)
             request = SendRequest(

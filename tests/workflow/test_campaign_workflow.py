@@ -32,3 +32,21 @@ async def test_a_campaign_too_large_for_one_history_continues_as_new_and_sends_e
     assert (row["status"], row["audience"]) == ("completed", 300) and row["finished_at"] is not None
 
 
+
+
+async def test_a_recipient_row_spoiled_by_hand_is_counted_failed_and_the_rest_go(ts_env, make_settings, pool, smtp, uid):
+    settings = make_settings(campaign_rate_per_minute=0)
+    campaign_id = f"bad-{uid}"
+    await draft(pool, campaign_id, 3)
+    store = campaign_activities.Campaigns(pool)
+    await store.freeze(campaign_id, 100)
+    await pool.execute("UPDATE campaign_audience SET recipient = '{\"email\": \"not an address\"}' "
+                       "WHERE campaign_id = $1 AND seq = 2", campaign_id)
+    async with worker.running_worker(settings, ts_env.client):
+        done = await ts_env.client.execute_workflow(
+            CampaignDelivery.run, CampaignRun(campaign_id=campaign_id, send_queue=settings.campaign_queue),
+            id=workflow_id(campaign_id), task_queue=settings.temporal_task_queue)
+    assert (done.status, done.sent, done.failed) == ("completed", 2, 1)
+    counts = await store.counts(campaign_id, 3)
+    assert (counts.sent, counts.failed, counts.remaining) == (2, 1, 0)  # the outbox adds up to the audience
+    assert len(sent(smtp, campaign_id)) == 2
