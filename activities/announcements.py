@@ -4,7 +4,6 @@ who each declared journey was started for (the course's enrolled list)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.outgoing import reason_kind
-from activities.send import SendActivities
+from activities.send import SendActivities, sent_in_batch
 from workflows.announcement import ANNOUNCE_BATCH, Batch, BatchReport, workflow_id
 from workflows.contracts import MessageCategory, Recipient, SendRequest, SendStatus
 
@@ -131,7 +130,6 @@ class AnnouncementActivities:
                                    type="UnknownAnnouncement", non_retryable=True)
         page = await self.announcements.page(batch.course, batch.announcement_id, batch.after, batch.limit + 1)
         people = page[:batch.limit]
-        gate = asyncio.Semaphore(SENDS_IN_FLIGHT)
         now = datetime.now(timezone.utc)
 
         async def one(row: asyncpg.Record) -> tuple[SendStatus, str | None]:
@@ -142,14 +140,10 @@ class AnnouncementActivities:
                 category=MessageCategory.TRANSACTIONAL, due_at=now,
                 context={"course": batch.course, "title": body["title"], "url": body["url"],
                          "summary": body.get("summary"), "name": recipient.name})
-            async with gate:
-                result = await self.sends.send_counted(request)
+            result = await self.sends.send_counted(request)
             return result.status, result.reason
 
-        outcomes = await asyncio.gather(*(one(row) for row in people), return_exceptions=True)
-        if errors := [o for o in outcomes if isinstance(o, BaseException)]:
-            raise errors[0]
-        done = [o for o in outcomes if not isinstance(o, BaseException)]
+        done = await sent_in_batch((one(row) for row in people), SENDS_IN_FLIGHT)
         skipped = Counter(reason_kind(reason or status.value) for status, reason in done if status == SendStatus.SKIPPED)
         return BatchReport(recipients=len(people), sent=sum(1 for status, _ in done if status.delivered),
                            failed=sum(1 for status, _ in done if status == SendStatus.FAILED), skipped=dict(skipped),

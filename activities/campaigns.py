@@ -9,7 +9,6 @@ a few, keeping the queue at or under 5 activities a second (the server's cost is
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -31,7 +30,7 @@ from temporalio.service import RPCError
 
 from activities.outgoing import reason_kind
 from activities.mail import message_id
-from activities.send import SEND_LEASE, SendActivities
+from activities.send import SEND_LEASE, SendActivities, sent_in_batch
 from activities.store import CampaignStats
 from workflows.campaign.models import (
     DECIDE, FREEZE, MARK, SEND_RANGE, AbPlan, Arm, Decide, Decision, Frozen, Mark, RangeReport, SendRange,
@@ -389,7 +388,6 @@ class CampaignActivities:
         campaign = await self.campaigns.frozen(ask.campaign_id)
         rows = await self.campaigns.audience_range(ask.campaign_id, ask.lo, ask.hi)
         context = json.loads(campaign["context"])
-        gate = asyncio.Semaphore(SENDS_IN_FLIGHT)
         now = datetime.now(timezone.utc)
 
         async def one(row: asyncpg.Record) -> tuple[SendStatus, str | None]:
@@ -405,14 +403,10 @@ class CampaignActivities:
                 template=campaign["template"], recipient=recipient, category=campaign["category"], due_at=now,
                 context={**context, **json.loads(row["fields"]), "name": recipient.name},
                 templates_as_of=campaign["frozen_at"], variant=variant)
-            async with gate:
-                result = await self.sends.send_counted(request)
+            result = await self.sends.send_counted(request)
             return result.status, result.reason
 
-        outcomes = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
-        if errors := [o for o in outcomes if isinstance(o, BaseException)]:
-            raise errors[0]
-        done = [o for o in outcomes if not isinstance(o, BaseException)]
+        done = await sent_in_batch((one(row) for row in rows), SENDS_IN_FLIGHT)
         return RangeReport(recipients=len(rows), sent=sum(1 for status, _ in done if status.delivered),
                            skipped=sum(1 for status, _ in done if status == SendStatus.SKIPPED),
                            failed=sum(1 for status, _ in done if status == SendStatus.FAILED))

@@ -13,7 +13,6 @@ Schedule that runs it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -35,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.mail import message_id
 from activities.outgoing import reason_kind
-from activities.send import SEND_LEASE, SendActivities
+from activities.send import SEND_LEASE, SendActivities, sent_in_batch
 from activities.webhook import signature
 from workflows.contracts import MessageCategory, Recipient, SendRequest, SendStatus
 from workflows.core import search
@@ -163,21 +162,16 @@ class DigestActivities:
         more, rows = len(rows) > batch.limit, rows[:batch.limit]
         keys = {row["recipient"]: group.kind.key(row["recipient"], group.period) for row in rows}
         done = await self.recipients.finished(list(keys.values())) if rows else set()
-        gate = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
         async def one(row: asyncpg.Record) -> tuple[str, str | None]:
             key = keys[row["recipient"]]
             if key in done:
                 return "already_done", None
-            async with gate:
-                return await self._send(batch, row, key)
+            return await self._send(batch, row, key)
 
-        outcomes = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
-        if errors := [o for o in outcomes if isinstance(o, BaseException)]:
-            raise errors[0]  # transient: the batch is retried, and finds what went out recorded as done
-        counts = Counter(outcome for outcome, _ in outcomes)  # type: ignore[misc]
-        skipped = Counter(reason_kind(reason) for outcome, reason in outcomes  # type: ignore[misc]
-                          if outcome == "skipped")
+        outcomes = await sent_in_batch((one(row) for row in rows), SENDS_IN_FLIGHT)
+        counts = Counter(outcome for outcome, _ in outcomes)
+        skipped = Counter(reason_kind(reason) for outcome, reason in outcomes if outcome == "skipped")
         last = Cursor(time_zone=rows[-1]["time_zone"], recipient=rows[-1]["recipient"]) if more else None
         return BatchReport(recipients=len(rows), sent=counts["sent"], already_done=counts["already_done"],
                            skipped=dict(skipped), failed=counts["failed"], last=last)

@@ -5,13 +5,12 @@ a retried chunk sends nobody twice."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 from temporalio import activity
 
 from activities.outgoing import reason_kind
-from activities.send import SendActivities
+from activities.send import SendActivities, sent_in_batch
 from activities.store import Roster
 from workflows.contracts import CHANGE_ROSTER, FAN_OUT, SendRequest, SendStatus
 from workflows.session import rules
@@ -50,7 +49,6 @@ class RosterActivities:
         page = await self.roster.page(chunk.session_id, chunk.after, chunk.limit + 1,
                                       without_feedback=chunk.without_feedback)
         attendees = [Attendee.model_validate(row) for row in page[:chunk.limit]]
-        gate = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
         async def one(attendee: Attendee, channel: str) -> tuple[SendStatus, str | None]:
             request = SendRequest(
@@ -59,17 +57,13 @@ class RosterActivities:
                 context={**chunk.context, "name": attendee.name}, channel=channel, phone=attendee.phone,
                 due_at=chunk.due_at, not_after=chunk.not_after,
             )
-            async with gate:
-                result = await self.sends.send_counted(request)
+            result = await self.sends.send_counted(request)
             return result.status, result.reason
 
-        outcomes = await asyncio.gather(*(one(a, channel) for a in attendees for channel in a.channels),
-                                        return_exceptions=True)
-        if errors := [o for o in outcomes if isinstance(o, BaseException)]:
-            raise errors[0]  # retried with the send step's backoff
-        sent = sum(1 for status, _ in outcomes if status.delivered)  # type: ignore[union-attr]
-        skipped = Counter(reason_kind(reason or status.value) for status, reason in outcomes  # type: ignore[misc]
-                          if not status.delivered)  # type: ignore[union-attr]
+        outcomes = await sent_in_batch((one(a, channel) for a in attendees for channel in a.channels),
+                                       SENDS_IN_FLIGHT)
+        sent = sum(1 for status, _ in outcomes if status.delivered)
+        skipped = Counter(reason_kind(reason or status.value) for status, reason in outcomes if not status.delivered)
         more = len(page) > chunk.limit
         remaining = 0
         if more:

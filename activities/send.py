@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Awaitable, Iterable
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 import aiosmtplib
 import asyncpg
@@ -44,8 +46,25 @@ from workflows.contracts import (
 )
 from workflows.core.steps import too_late
 
+T = TypeVar("T")
 SEND_LEASE = timedelta(seconds=30)  # = the send activity's start-to-close timeout
 RECORD_RETRY_PAUSES = (0.1, 0.25, 0.5, 1, 2, 4, 8)  # ≈ 16 s of a 30 s attempt
+async def sent_in_batch(sends: Iterable[Awaitable[T]], in_flight: int) -> list[T]:
+    """A batch's sends (a roster chunk, an announcement's, a digest's or a campaign's range), `in_flight`
+    at a time. Every one runs to its end; then the first exception, if any, is raised: a transient
+    failure, so the batch is retried and finds the messages that went out recorded as done."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def limited(send: Awaitable[T]) -> T:
+        async with gate:
+            return await send
+
+    outcomes = await asyncio.gather(*(limited(send) for send in sends), return_exceptions=True)
+    if errors := [outcome for outcome in outcomes if isinstance(outcome, BaseException)]:
+        raise errors[0]
+    return outcomes  # type: ignore[return-value]  (no exception among them)
+
+
 def _retryable(outcome: SendResult | BaseException) -> bool:
     return isinstance(outcome, BaseException) and not (isinstance(outcome, ApplicationError) and outcome.non_retryable)
 
