@@ -129,6 +129,15 @@ class Settings(BaseSettings):
     campaign_rate_per_minute: float = Field(125.0, ge=0)  # emails a minute over all campaigns; 0 = no limit
     campaign_ranges_per_worker: int = Field(4, ge=1, le=100)  # send activities one worker runs at once
 
+    # Event webhooks (README: Event webhooks): the backend is told what happened. Endpoints are
+    # registered over the API; for a simple set-up, one comes from these settings.
+    events_webhook_url: str | None = None
+    events_webhook_secret: SecretStr | None = None  # whsec_… (Standard Webhooks); required with the URL
+    events_webhook_types: Annotated[list[str], NoDecode] = []  # comma-separated; empty: every type
+    webhook_task_queue: str | None = None  # unset: the task queue's name + "-webhooks"
+    events_webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)  # per delivery attempt
+    webhook_deliveries_in_flight: int = Field(16, ge=1, le=200)  # per endpoint, at once
+
     # Policy defaults for the interview journey (each overridable per start).
     interview_followup_after: timedelta = timedelta(hours=48)
     interview_followup_interval: timedelta = timedelta(hours=24)
@@ -137,7 +146,7 @@ class Settings(BaseSettings):
     interview_reminder_grace: timedelta = timedelta(hours=2)
     interview_expire_after: timedelta = timedelta(days=14)
 
-    @field_validator("api_keys", "ses_topic_arns", mode="before")
+    @field_validator("api_keys", "ses_topic_arns", "events_webhook_types", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -154,6 +163,10 @@ class Settings(BaseSettings):
     @property
     def campaign_queue(self) -> str:
         return self.campaign_task_queue or f"{self.temporal_task_queue}-campaigns"
+
+    @property
+    def webhook_queue(self) -> str:
+        return self.webhook_task_queue or f"{self.temporal_task_queue}-webhooks"
 
     @property
     def outbox_dir(self) -> Path:

@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.announcements import AnnouncementActivities, Announcements
 from activities.campaigns import CampaignActivities, Campaigns, activities_per_second, set_queue_rate
+from activities.event_webhooks import EVENT_TYPES, Endpoints, Wakener, WebhookActivities
 from activities.digest import DigestActivities, DigestRecipients, ProgressCallback, dispatch_schedule, ensure_dispatch_schedule
 from activities.leads import LeadActivities
 from activities.dkim import DkimKey
@@ -29,8 +30,8 @@ from activities.template_store import TemplateStore
 from activities.tracking import Tracker
 from activities.webhook import WebhookTransport
 from activities.windows import SendWindow
-from settings import Settings, apply_process_settings
 from starter.connect import connect_temporal
+from settings import Settings, apply_process_settings
 from workflows import registry
 from workflows.announcement import AnnouncementDelivery
 from workflows.campaign.workflow import CampaignDelivery
@@ -38,6 +39,7 @@ from workflows.declared.workflow import DeclaredJourney
 from workflows.digest.workflow import DigestDispatch
 from workflows.resend import ResendMessage
 from workflows.retention import RetentionPurge
+from workflows.webhooks import EndpointDelivery
 
 WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery, RetentionPurge,
              CampaignDelivery]
@@ -130,7 +132,7 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
                  announcements: AnnouncementActivities | None = None,
                  onboarding: OnboardingActivities | None = None,
                  retention: RetentionActivities | None = None,
-                 campaigns: CampaignActivities | None = None) -> Worker:
+                 campaigns: CampaignActivities | None = None, webhooks: WebhookActivities | None = None) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -144,7 +146,8 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
                     *([onboarding.issue_password, onboarding.forget_secret, onboarding.create_account,
                        onboarding.revoke_account, onboarding.log_to_crm] if onboarding else []),
                     *([retention.purge] if retention else []),
-                    *([campaigns.freeze, campaigns.mark, campaigns.decide] if campaigns else [])],
+                    *([campaigns.freeze, campaigns.mark, campaigns.decide] if campaigns else []),
+                    *([webhooks.announce_journey] if webhooks else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_schedule_to_start_seconds),
@@ -164,6 +167,27 @@ def build_campaign_worker(client: Client, settings: Settings, campaigns: Campaig
     )
 
 
+def build_webhook_worker(client: Client, settings: Settings, webhooks: WebhookActivities) -> Worker:
+    """The endpoints' deliveries, on their own queue: a slow or dead receiver never takes a slot a
+    journey's send step needs."""
+    return Worker(client, task_queue=settings.webhook_queue, workflows=[EndpointDelivery], workflow_runner=SANDBOX,
+                  activities=[webhooks.deliver_due], max_concurrent_activities=settings.max_concurrent_activities)
+
+
+async def put_settings_endpoint(settings: Settings, endpoints: Endpoints) -> None:
+    """FOLLOWUPS_EVENTS_WEBHOOK_URL's endpoint, as the settings say now."""
+    if not settings.events_webhook_url:
+        return
+    if settings.events_webhook_secret is None or not settings.events_webhook_secret.get_secret_value().startswith("whsec_"):
+        raise SystemExit("FOLLOWUPS_EVENTS_WEBHOOK_URL is set but FOLLOWUPS_EVENTS_WEBHOOK_SECRET is not a whsec_… "
+                         "secret: event webhooks must be signed")
+    if unknown := [kind for kind in settings.events_webhook_types if kind not in EVENT_TYPES]:
+        raise SystemExit(f"FOLLOWUPS_EVENTS_WEBHOOK_TYPES: no such event type {', '.join(unknown)} "
+                         f"(one of {', '.join(EVENT_TYPES)})")
+    await endpoints.put_from_settings(settings.events_webhook_url, settings.events_webhook_secret.get_secret_value(),
+                                      settings.events_webhook_types)
+
+
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
     """A started worker (migrations applied) for as long as the context lasts."""
@@ -179,14 +203,25 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
                               onboarding=(onboarding := onboarding_activities(settings, pool)),
                               retention=RetentionActivities(Retention(pool)),
                               campaigns=(campaigns := CampaignActivities(Campaigns(pool), sends,
-                                                                         settings.campaign_rate_per_minute)))
+                                                                         settings.campaign_rate_per_minute)),
+                              webhooks=(webhooks := WebhookActivities(endpoints := Endpoints(pool),
+                                                                      settings.events_webhook_timeout_seconds,
+                                                                      settings.webhook_deliveries_in_flight)))
         try:
             await set_queue_rate(client, settings.campaign_queue, settings.campaign_rate_per_minute)
-            async with worker, build_campaign_worker(client, settings, campaigns):
+            await put_settings_endpoint(settings, endpoints)
+            async with worker, build_campaign_worker(client, settings, campaigns), \
+                    build_webhook_worker(client, settings, webhooks):
                 await ensure_digest_schedule(client, settings)
                 await ensure_retention_schedule(client, settings)
-                yield worker
+                wakener = asyncio.create_task(Wakener(settings.database_url, endpoints, client,
+                                                      settings.webhook_queue).run())
+                try:
+                    yield worker
+                finally:
+                    wakener.cancel()
         finally:
+            await webhooks.close()
             await sends.transport.close()
             sends.renderer.close()  # the render sandbox's child process, if a saved template started it
             if digests.callback is not None:

@@ -35,6 +35,7 @@ from starter.routes import tracking
 from starter.routes import inbound
 from starter.routes import templates
 from starter.routes import campaigns
+from starter.routes import webhooks
 from starter.service import Journeys, ServiceError
 from starter.views import ErrorBody
 from workflows.core.fields import SMTPUTF8_ADDRESSES
@@ -267,4 +268,6 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
     app.include_router(inbound.router(authed, settings))
     app.include_router(templates.router(authed))
     app.include_router(campaigns.router(authed, settings))
+    app.include_router(webhooks.router(authed, settings))
+    webhooks.describe(app.webhooks)
     return app

@@ -18,6 +18,7 @@ RECORDED_REQUEST = "recorded_request"
 RECORD_LEAD_END = "record_lead_end"
 CHANGE_ROSTER = "change_roster"
 FAN_OUT = "fan_out_to_roster"
+ANNOUNCE_JOURNEY = "announce_journey"  # a local activity: the journey's events for the backend's webhooks
 
 # in_app: stored in PostgreSQL as a notification for the recipient (GET /v1/notifications)
 Channel = Literal["email", "webhook", "in_app"]
@@ -136,3 +137,13 @@ class SendResult(Strict):
     message_id: str | None = None
     already_done: bool = False  # a previous attempt or run had already finished this key
     retry_at: datetime | None = None  # DEFERRED: when to ask again
+
+
+class Announcement(Strict):
+    """One event a journey tells the backend's webhook endpoints (README: Event webhooks). `fact`
+    names it for good (the same fact twice is one event), `data` is its payload's `data`."""
+
+    fact: str
+    type: str
+    journey_key: str
+    data: dict[str, Any]

@@ -60,13 +60,19 @@ TEMPORAL = Durable()
 
 async def run_plan(plan: Callable[[], PlannedStep | None], take: Callable[[PlannedStep], Awaitable[None]],
                    revision: Callable[[], int], carry: Callable[[], Any],
-                   updates_seen: Callable[[], int] = lambda: 0, durable: Durable = TEMPORAL) -> None:
+                   updates_seen: Callable[[], int] = lambda: 0, durable: Durable = TEMPORAL,
+                   announce: Callable[[], Awaitable[None]] | None = None) -> None:
     """`revision()` moves whenever an event changed the journey; `carry()` is the input of the
     next run when the history budget is spent. A wait also wakes when updates alone spend their
     budget (duplicates and refusals do not move `revision`; a run takes at most 2,000 updates).
-    Only updates wake it: histories recorded before the budget have none, so they replay as they ran."""
+    Only updates wake it: histories recorded before the budget have none, so they replay as they ran.
+    `announce()` tells the backend what changed, before each plan."""
     budget = True  # False once replay shows this run began before the budget
-    while (step := plan()) is not None:
+    while True:
+        if announce is not None:
+            await announce()
+        if (step := plan()) is None:
+            break
         if budget and durable.over_budget(updates_seen()):
             if durable.patched(HISTORY_BUDGET):
                 await durable.continue_as_new(carry)

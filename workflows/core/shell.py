@@ -10,13 +10,15 @@ A journey's rules module provides, with these signatures:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows.contracts import ANNOUNCE_JOURNEY, Announcement
 from workflows.core import loop
 from workflows.core.events import applied_under, fingerprinted
 from workflows.core.fields import with_overrides
@@ -32,6 +34,12 @@ REPLY_TAIL = 20  # outcomes and skips an update's answer carries
 EVENT_REFUSED = "EventRefused"
 JOURNEY_ENDED = "JourneyEnded"
 EVENT_ID_REUSED = "EventIdReused"  # 409: the event_id names another event
+
+# Journeys that were running before the backend was told of stages announce nothing in that run
+# (their histories replay as they ran); their next run, or a new journey, announces.
+ANNOUNCEMENTS = "journey-announcements"
+ANNOUNCE_TIMEOUT = timedelta(seconds=10)
+ANNOUNCE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
 class Reply(BaseModel, Generic[S]):
@@ -57,9 +65,13 @@ class JourneyCore(Generic[S]):
                  start: BaseModel | None = None, carried: S | None = None,
                  awaiting_since: datetime | None = None, apply: Apply | None = None,
                  details: Callable[[], list[str]] = list, recipient: Callable[[], str | None] = lambda: None,
-                 group: Callable[[], str | None] = lambda: None) -> None:
-        """`details()` → the journey's own lines for the Web UI; `recipient()`, `group()` → search attributes."""
+                 group: Callable[[], str | None] = lambda: None, facts: Callable[[], list[str]] = list) -> None:
+        """`details()` → the journey's own lines for the Web UI; `recipient()`, `group()` → search
+        attributes; `facts()` → the journey's own event types that now hold (`lead.converted`),
+        each told to the backend once."""
         self.name, self.entity_id, self.rules = name, entity_id, rules
+        self.facts = facts
+        self.announcing: bool | None = None  # decided on the first announcement of the run
         self.details, self.recipient, self.group = details, recipient, group
         self.policy = policy
         self.start: BaseModel | None = None
@@ -141,8 +153,50 @@ class JourneyCore(Generic[S]):
     async def run(self, take: Callable[[PlannedStep], Awaitable[None]],
                   carry: Callable[[], BaseModel]) -> None:
         """Plan, wait, take, until the plan is empty (continuing as new when the history budget is spent)."""
-        await loop.run_plan(self.plan, take, lambda: self.revision, carry, lambda: self.updates)
+        await loop.run_plan(self.plan, take, lambda: self.revision, carry, lambda: self.updates,
+                            announce=self.announce)
         self.show(None)
+        await self.announce(ended=True)
+
+    # --- the backend's webhooks ---------------------------------------------------------------
+
+    async def announce(self, ended: bool = False) -> None:
+        """Tell the backend's webhook endpoints what changed since the last announcement, in one
+        local activity: journey.started, journey.stage_changed, the journey's own facts and
+        journey.ended. Nothing is said before the start arrives. What was told is kept in the state
+        (`announced`), so a continued run never tells it again."""
+        if self.announcing is None:
+            self.announcing = workflow.patched(ANNOUNCEMENTS)
+        state: Any = self.state
+        if not self.announcing or state.status.value == "awaiting_start":
+            return
+        news = self._news(state, ended)
+        if news:
+            told = len(state.announced)
+            info = workflow.info()
+            data = {"journey": self.name, "entity_id": self.entity_id, "workflow_id": info.workflow_id,
+                    "stage": state.status.value}
+            await workflow.execute_local_activity(
+                ANNOUNCE_JOURNEY,
+                [Announcement(fact=f"{info.first_execution_run_id}/{told + n}/{entry}", type=event_type,
+                              journey_key=f"{self.name}/{self.entity_id}", data={**data, **more})
+                 for n, (entry, event_type, more) in enumerate(news)],
+                start_to_close_timeout=ANNOUNCE_TIMEOUT, retry_policy=ANNOUNCE_RETRY, summary=news[-1][1])
+            state.announced.extend(entry for entry, _, _ in news)
+
+    def _news(self, state: Any, ended: bool) -> list[tuple[str, str, dict[str, Any]]]:
+        """(entry in `announced`, event type, what its data adds) for each thing not told yet."""
+        stage, told = state.status.value, state.announced
+        told_stage = next((entry[6:] for entry in reversed(told) if entry.startswith("stage:")), None)
+        news: list[tuple[str, str, dict[str, Any]]] = []
+        if told_stage is None:
+            news.append((f"stage:{stage}", "journey.started", {}))
+        elif told_stage != stage:
+            news.append((f"stage:{stage}", "journey.stage_changed", {"previous_stage": told_stage}))
+        news.extend((f"fact:{fact}", fact, {}) for fact in self.facts() if f"fact:{fact}" not in told)
+        if ended and "ended" not in told:
+            news.append(("ended", "journey.ended", {"outcome": stage}))
+        return news
 
     def waiting(self, plan_matters: bool = True) -> Waiting:
         """For a send that must wait (quiet hours, a frequency cap): it is dropped when an event

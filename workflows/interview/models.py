@@ -114,6 +114,7 @@ class InterviewState(BaseModel):
     reminders_sent: list[str] = []  # idempotency keys of reminders delivered
     next_step: PlannedStep | None = None
     skips: list[Skip] = []
+    announced: list[str] = Field([], description="what the backend's webhooks were told: journey.started's and each later stage, the journey's own facts, ended")
     events: list[EventOutcome] = []
     policy: InterviewPolicy = InterviewPolicy()
 

@@ -109,6 +109,7 @@ class LeadState(BaseModel):
     conversion_reference: str | None = None
     next_step: PlannedStep | None = None
     skips: list[Skip] = []
+    announced: list[str] = Field([], description="what the backend's webhooks were told: journey.started's and each later stage, the journey's own facts, ended")
     events: list[EventOutcome] = []
     policy: LeadPolicy = LeadPolicy()
 

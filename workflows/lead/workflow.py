@@ -54,7 +54,8 @@ class LeadJourney:
         state = LeadState(lead_id=journey.lead_id, status=LeadStatus.AWAITING_START, policy=journey.policy)
         self.core = JourneyCore("lead", journey.lead_id, rules, journey.policy, state, journey.lead, journey.state,
                                 journey.awaiting_since, details=self._details,
-                                recipient=lambda: self.state.contact_email, group=lambda: self.state.campaign)
+                                recipient=lambda: self.state.contact_email, group=lambda: self.state.campaign,
+                                facts=lambda: ["lead.converted"] if self.state.status is LeadStatus.CONVERTED else [])
 
     @property
     def state(self) -> LeadState:

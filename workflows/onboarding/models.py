@@ -169,6 +169,7 @@ class OnboardingState(BaseModel):
     welcome_call_id: str | None = None  # the appointment journey booked for the call
     next_step: PlannedStep | None = None
     skips: list[Skip] = []
+    announced: list[str] = Field([], description="what the backend's webhooks were told: journey.started's and each later stage, the journey's own facts, ended")
     events: list[EventOutcome] = []
     policy: OnboardingPolicy = OnboardingPolicy()
 

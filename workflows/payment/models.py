@@ -212,6 +212,7 @@ class PaymentState(BaseModel):
     confirmation_sent: bool = False
     next_step: PlannedStep | None = None
     skips: list[Skip] = []
+    announced: list[str] = Field([], description="what the backend's webhooks were told: journey.started's and each later stage, the journey's own facts, ended")
     events: list[EventOutcome] = []
     policy: PaymentPolicy = PaymentPolicy()
 

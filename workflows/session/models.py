@@ -227,6 +227,7 @@ class SessionState(BaseModel):
     escalation_pending: bool = False
     next_step: PlannedStep | None = None
     skips: list[Skip] = []
+    announced: list[str] = Field([], description="what the backend's webhooks were told: journey.started's and each later stage, the journey's own facts, ended")
     events: list[EventOutcome] = []
     policy: SessionPolicy = SessionPolicy()
 

@@ -146,7 +146,8 @@ class SessionJourney:
             self._decide_roster_store(state)
         self.core = JourneyCore("session", journey.session_id, rules, journey.policy, state, journey.session,
                                 journey.state, journey.awaiting_since, apply=self._apply, details=self._details,
-                                recipient=lambda: self.state.tutor_email, group=lambda: self.state.course)
+                                recipient=lambda: self.state.tutor_email, group=lambda: self.state.course,
+                                facts=lambda: ["checkin.negative"] if self.state.checkin_answer is False else [])
 
     @property
     def state(self) -> SessionState:

@@ -142,6 +142,7 @@ class TutorState(BaseModel):
     alerts: list[SentAlert] = []  # the latest alerts (ALERT_LOG), newest last
     next_step: PlannedStep | None = None
     skips: list[Skip] = []
+    announced: list[str] = Field([], description="what the backend's webhooks were told: journey.started's and each later stage, the journey's own facts, ended")
     events: list[EventOutcome] = []
     policy: TutorPolicy = TutorPolicy()
 
