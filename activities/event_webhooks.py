@@ -187,8 +187,10 @@ class Endpoints:
 
     async def with_work(self) -> list[str]:
         """Endpoints that have pending deliveries (a listener starting looks at these first)."""
-        rows = await self.pool.fetch("SELECT DISTINCT endpoint_id FROM webhook_deliveries WHERE status = 'pending'")
-        return [row["endpoint_id"] for row in rows]
+        rows = await self.pool.fetch(
+            "SELECT id FROM webhook_endpoints e WHERE enabled AND EXISTS "
+            "(SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending')")
+        return [row["id"] for row in rows]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 - `Retention.purge`: finished messages (sent, skipped, failed, dry run; never queued or sending)
   older than the retention period with their links and events, events older than it, read
-  notifications older than it, and the audience lists of campaigns that ended before it, in bounded
+  notifications older than it, the audience lists of campaigns that ended before it, and webhook
+  events older than it that no endpoint is still waiting for, in bounded
   batches: each statement deletes at most `batch` rows and
   is its own short transaction, so the purge never holds locks the send step waits on for long.
 - `RetentionActivities.purge` runs it for the `RetentionPurge` workflow, heartbeating per batch;
@@ -66,7 +67,15 @@ gone_members AS (DELETE FROM campaign_members m USING members d WHERE (m.campaig
                  RETURNING 1)
 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM gone_members) AS campaign_audience
 """
-TABLES = ("messages", "message_links", "message_events", "notifications", "campaign_audience")
+# Webhook events told (or given up on) before the cutoff, with their deliveries; never one still pending.
+_WEBHOOK_EVENTS = """
+WITH doomed AS (SELECT seq FROM webhook_events e WHERE occurred_at < $1 AND NOT EXISTS (
+                    SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = e.seq AND d.status = 'pending')
+                ORDER BY occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+gone AS (DELETE FROM webhook_events e USING doomed d WHERE e.seq = d.seq RETURNING 1)
+SELECT count(*) AS webhook_events FROM gone
+"""
+TABLES = ("messages", "message_links", "message_events", "notifications", "campaign_audience", "webhook_events")
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -92,7 +101,8 @@ class Retention:
         done = resume or Purged(await self.pool.fetchval("SELECT now() - $1::interval", older_than),
                                 dict.fromkeys(TABLES, 0))
         for statement, paced_by in ((_MESSAGES, "messages"), (_EVENTS, "message_events"),
-                                    (_NOTIFICATIONS, "notifications"), (_CAMPAIGN_AUDIENCE, "campaign_audience")):
+                                    (_NOTIFICATIONS, "notifications"), (_CAMPAIGN_AUDIENCE, "campaign_audience"),
+                                    (_WEBHOOK_EVENTS, "webhook_events")):
             while True:
                 row = await self.pool.fetchrow(statement, done.cutoff, batch)
                 done.batches += 1
@@ -162,6 +172,8 @@ _ABOUT = {
     "campaign_conversions": "email = {email}",
     "leads": "email = {email}",
     "roster": "lower(attendee ->> 'email') = {email}",
+    # what the backend was (or is still to be) told about them; their deliveries go with them
+    "webhook_events": "data ->> 'recipient' = {email} OR data ->> 'key' = ANY({keys})",
 }
 _IN_ANNOUNCEMENT = ("jsonb_typeof(body -> 'recipients') = 'array' AND EXISTS (SELECT 1 FROM "
                     "jsonb_array_elements(body -> 'recipients') r WHERE lower(r ->> '{field}') = $1)")

@@ -29,7 +29,7 @@ from workflows.contracts import Recipient
 
 TABLES = ("messages", "message_events", "message_links", "notifications", "preferences", "recipient_settings",
           "suppressions", "digest_recipients", "journey_recipients", "announcement_audience", "leads", "roster",
-          "announcements", "campaign_members", "campaign_audience", "campaign_conversions")
+          "announcements", "campaign_members", "campaign_audience", "campaign_conversions", "webhook_events")
 
 
 @pytest_asyncio.fixture
@@ -54,7 +54,11 @@ async def seed(pool, uid: str, email: str, other: str) -> None:
     """Rows about `email` in every table that holds people, and one row of `other` beside several."""
     lower = email.lower()
     key = f"payment-{uid}/reminder-1s"
+    # an endpoint that wants opens: the open below is an event the backend is to be told, naming Erin
+    await pool.execute("INSERT INTO webhook_endpoints (id, url, secret, event_types) VALUES "
+                       "($1, 'http://127.0.0.1:9/', 'whsec_x', '{message.opened}')", f"ep-{uid}")
     await Lifecycle(pool).record(kind="opened", key=key)
+    await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1", f"ep-{uid}")
     await Lifecycle(pool).record(kind="bounced", email=lower)  # an address-only provider event
     await pool.execute("INSERT INTO message_links (key, idx, url) VALUES ($1, 99, 'https://pay.example.com/x')", key)
     await Notifications(pool).deliver(key=f"note-{uid}", recipient=email, journey="payment", entity_id=uid,

@@ -96,11 +96,22 @@ async def seed(pool: asyncpg.Pool, uid: str) -> None:
                                [(campaign_id, n, f"c{n}@example.com") for n in (1, 2, 3)])
         await pool.execute("INSERT INTO campaign_members (campaign_id, email, recipient) VALUES ($1, 'm@example.com', '{}')",
                            campaign_id)
+    # webhook events: two old ones told (or given up on) go; an old one still pending and a new one stay
+    await pool.execute("INSERT INTO webhook_endpoints (id, url, secret) VALUES ($1, 'http://127.0.0.1:9/', 'whsec_x')",
+                       f"ep-{uid}")
+    for n, (status, age) in enumerate((("delivered", OLD), ("failed", OLD), ("pending", OLD),
+                                       ("delivered", timedelta(days=1)))):
+        await pool.execute("SELECT webhook_emit($1, 'journey.started', $2, '{}')", f"fact-{n}-{uid}", f"j/{n}")
+        seq = await pool.fetchval("SELECT max(seq) FROM webhook_events")
+        await pool.execute("UPDATE webhook_events SET occurred_at = now() - $2::interval WHERE seq = $1", seq, age)
+        await pool.execute("UPDATE webhook_deliveries SET status = $2 WHERE event_seq = $1", seq, status)
+    await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1", f"ep-{uid}")
 
 
 async def counts(pool: asyncpg.Pool) -> dict[str, int]:
     return {table: await pool.fetchval(f"SELECT count(*) FROM {table}")
-            for table in ("messages", "message_links", "message_events", "notifications", "campaign_audience")}
+            for table in ("messages", "message_links", "message_events", "notifications", "campaign_audience",
+                          "webhook_events")}
 
 
 async def test_old_finished_rows_are_purged_in_batches_and_the_rest_kept(database_url, uid):
@@ -110,18 +121,19 @@ async def test_old_finished_rows_are_purged_in_batches_and_the_rest_kept(databas
             await migrate(pool)
             await seed(pool, uid)
             assert await counts(pool) == {"messages": 9, "message_links": 12, "message_events": 15, "notifications": 3,
-                                          "campaign_audience": 9}
+                                          "campaign_audience": 9, "webhook_events": 4}
 
             heard: list[dict] = []
             purged = await Retention(pool).purge(timedelta(days=90), 2, progress=heard.append)
             assert purged.deleted == {"messages": 5, "message_links": 10, "message_events": 13, "notifications": 1,
-                                      "campaign_audience": 4}
+                                      "campaign_audience": 4, "webhook_events": 2}
             # messages 2+2+1; the events left (2 of queued/sending messages, 1 of none) 2+1; notifications 1;
-            # the old campaign's audience 2 (+1 member) + 1
-            assert purged.batches == 8 and len(heard) == 8
-            assert [h["deleted"]["messages"] for h in heard] == [2, 4, 5, 5, 5, 5, 5, 5]
+            # the old campaign's audience 2 (+1 member) + 1; webhook events 2 + 0
+            assert purged.batches == 10 and len(heard) == 10
+            assert [h["deleted"]["messages"] for h in heard] == [2, 4, 5, 5, 5, 5, 5, 5, 5, 5]
             assert await counts(pool) == {"messages": 4, "message_links": 2, "message_events": 2, "notifications": 2,
-                                          "campaign_audience": 6}
+                                          "campaign_audience": 6, "webhook_events": 2}
+            assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 2  # theirs went with them
             assert {r["campaign_id"] for r in await pool.fetch("SELECT campaign_id FROM campaign_audience")} == {
                 f"recent-{uid}", f"running-{uid}"}
             kept = {row["key"]: row["status"] for row in await pool.fetch("SELECT key, status FROM messages")}
@@ -131,7 +143,7 @@ async def test_old_finished_rows_are_purged_in_batches_and_the_rest_kept(databas
                 f"n-old-unread-{uid}", f"n-new-read-{uid}"}
 
             again = await Retention(pool).purge(timedelta(days=90), 2)
-            assert again.deleted == dict.fromkeys(again.deleted, 0) and again.batches == 4
+            assert again.deleted == dict.fromkeys(again.deleted, 0) and again.batches == 5
         finally:
             await pool.close()
 
@@ -157,10 +169,10 @@ async def test_the_worker_makes_the_daily_schedule_and_a_triggered_run_purges(lo
                     await handle.trigger()
                     report = await _run_result(stack, handle)
                     assert report.deleted == {"messages": 5, "message_links": 10, "message_events": 13,
-                                              "notifications": 1, "campaign_audience": 4}
-                    assert report.batches == 4  # 100 rows a statement: one per table's pass
+                                              "notifications": 1, "campaign_audience": 4, "webhook_events": 2}
+                    assert report.batches == 5  # 100 rows a statement: one per table's pass
                     assert await counts(pool) == {"messages": 4, "message_links": 2, "message_events": 2,
-                                                  "notifications": 2, "campaign_audience": 6}
+                                                  "notifications": 2, "campaign_audience": 6, "webhook_events": 2}
                 finally:
                     await pool.close()
             finally:
