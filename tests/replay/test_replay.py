@@ -23,7 +23,8 @@ HISTORIES = sorted((Path(__file__).resolve().parent.parent / "histories").glob("
 
 SCENARIO_FILES = sorted((Path(__file__).resolve().parent.parent / "workflow").glob("test_*_scenarios.py"))
 # Recorded again beside the plain ones after a patched change, from the same scenarios:
-VARIANTS = {"roster-table": "session scenarios with the roster in PostgreSQL"}
+VARIANTS = {"roster-table": "session scenarios with the roster in PostgreSQL",
+            "announced": "appointment, lead, payment and session scenarios telling the backend's webhooks"}
 # Recorded through the API with updates (tests/integration/test_updates_http.py, test_declared_http.py):
 # every registry kind, and the one workflow of the declared journeys.
 UPDATED = set(KINDS) | {"declared"}
