@@ -13,7 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.announcements import AnnouncementActivities, Announcements
 from activities.campaigns import CampaignActivities, Campaigns, activities_per_second, set_queue_rate
-from activities.event_webhooks import EVENT_TYPES, Endpoints, Wakener, WebhookActivities
+from activities.event_webhooks import EVENT_TYPES, Endpoints, Wakener, WebhookActivities, usable_secret
 from activities.digest import DigestActivities, DigestRecipients, ProgressCallback, dispatch_schedule, ensure_dispatch_schedule
 from activities.leads import LeadActivities
 from activities.dkim import DkimKey
@@ -178,9 +178,9 @@ async def put_settings_endpoint(settings: Settings, endpoints: Endpoints) -> Non
     """FOLLOWUPS_EVENTS_WEBHOOK_URL's endpoint, as the settings say now."""
     if not settings.events_webhook_url:
         return
-    if settings.events_webhook_secret is None or not settings.events_webhook_secret.get_secret_value().startswith("whsec_"):
+    if settings.events_webhook_secret is None or usable_secret(settings.events_webhook_secret.get_secret_value()):
         raise SystemExit("FOLLOWUPS_EVENTS_WEBHOOK_URL is set but FOLLOWUPS_EVENTS_WEBHOOK_SECRET is not a whsec_… "
-                         "secret: event webhooks must be signed")
+                         "secret (base64 of at least 24 bytes): event webhooks must be signed")
     if unknown := [kind for kind in settings.events_webhook_types if kind not in EVENT_TYPES]:
         raise SystemExit(f"FOLLOWUPS_EVENTS_WEBHOOK_TYPES: no such event type {', '.join(unknown)} "
                          f"(one of {', '.join(EVENT_TYPES)})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -64,6 +65,17 @@ ROUND_SECONDS = 30.0
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def usable_secret(secret: str) -> str | None:
+    """None if `secret` is whsec_ + base64 of at least 24 bytes; else what is wrong with it."""
+    if not secret.startswith("whsec_"):
+        return "the secret must start with whsec_"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return "the secret must be whsec_ followed by base64"
+    return None if len(key) >= 24 else "the secret must hold at least 24 random bytes (32 base64 characters)"
 
 
 def body_of(event_type: str, occurred_at: datetime, data: Any) -> bytes:

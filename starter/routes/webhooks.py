@@ -4,8 +4,6 @@ catalogue is in the OpenAPI document's `webhooks` section, one typed payload per
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, Field, create_model
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.event_webhooks import EVENT_TYPES, Endpoints, wake
+from activities.event_webhooks import EVENT_TYPES, Endpoints, usable_secret, wake
 from settings import Settings
 from starter.service import NotFound
 from workflows.core.fields import ShortText, WebUrl
@@ -24,12 +22,8 @@ EndpointId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 def _whsec(value: str) -> str:
-    try:
-        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
-    except binascii.Error as err:
-        raise ValueError("the secret must be whsec_ followed by base64") from err
-    if len(key) < 24:
-        raise ValueError("the secret must hold at least 24 random bytes (32 base64 characters)")
+    if problem := usable_secret(value):
+        raise ValueError(problem)
     return value
 
 

@@ -228,3 +228,37 @@ async def test_a_deleted_endpoint_gets_nothing_more_and_its_workflow_ends(stack,
     with contextlib.suppress(Exception):  # never woken at all is fine too
         await asyncio.wait_for(handle.result(), 30)
 
+
+
+async def test_an_endpoint_from_settings_is_written_at_start_and_told(local_env, database_url, smtp, uid):
+    hooks = Receiver()
+    hooks.secret = "whsec_" + "c2V0dGluZ3Mtc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXM="
+    await hooks.start()
+    try:
+        async with running_stack(local_env, database_url, smtp, events_webhook_url=hooks.url,
+                                 events_webhook_secret=hooks.secret,
+                                 events_webhook_types=["journey.started"]) as stack:
+            async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=30) as http:
+                endpoint = (await http.get("/v1/webhook-endpoints/settings")).json()
+                assert (endpoint["url"], endpoint["event_types"]) == (hooks.url, ["journey.started"])
+                assert (await http.post("/v1/appointments", json=booking(uid, 3600, 1800))).status_code == 201
+                await until(lambda: hooks.of(f"appointment/{uid}"), what="journey.started from the settings' endpoint")
+                assert [e["type"] for e in hooks.of(f"appointment/{uid}")] == ["journey.started"]
+                await http.post(f"/v1/appointments/{uid}/cancel", json={"reason": "done", "notify": False})
+                assert (await http.delete("/v1/webhook-endpoints/settings")).status_code == 204
+    finally:
+        await hooks.stop()
+
+
+@pytest.mark.parametrize("secret, types, problem", [
+    (None, [], "FOLLOWUPS_EVENTS_WEBHOOK_SECRET"),
+    ("hunter2", [], "FOLLOWUPS_EVENTS_WEBHOOK_SECRET"),
+    ("whsec_c2hvcnQ=", [], "FOLLOWUPS_EVENTS_WEBHOOK_SECRET"),
+    ("whsec_c2V0dGluZ3Mtc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXM=", ["journey.exploded"], "journey.exploded"),
+])
+async def test_a_settings_endpoint_that_could_not_be_verified_stops_the_worker(local_env, database_url, smtp,
+                                                                               secret, types, problem):
+    with pytest.raises(SystemExit, match=problem):
+        async with running_stack(local_env, database_url, smtp, events_webhook_url="https://backend.example.com/h",
+                                 events_webhook_secret=secret, events_webhook_types=types):
+            pass
