@@ -31,6 +31,7 @@ from starter.routes.operations import BulkView, ResendView
 from starter.routes.preferences import CategoryBody, CategoryView, PreferencesBody, PreferencesView
 from starter.routes.recipients import ErasureView, ExportView
 from starter.routes.templates import PreviewBody, PreviewView, PublicationView, VersionBody, VersionView
+from starter.routes.webhooks import CreatedEndpoint, DeliveryPage, DeliveryView, EndpointBody, EndpointView, EventTypeView
 from starter.views import VIEWS, JourneyView, MessageDetailView, MessageView
 from workflows.declared.models import DeclaredStart
 from workflows.registry import KINDS, JourneyKind
@@ -322,3 +323,37 @@ class FollowupsClient:
 
     def campaign_conversions(self, campaign_id: str, emails: list[str]) -> int:
         return self._call("POST", f"/v1/campaigns/{quote(campaign_id)}/conversions", json={"emails": emails})["recorded"]
+
+    # --- event webhooks ----------------------------------------------------------------------------
+
+    def webhook_event_types(self) -> list[EventTypeView]:
+        return [EventTypeView.model_validate(item) for item in self._call("GET", "/v1/webhook-event-types")]
+
+    def create_webhook_endpoint(self, endpoint: EndpointBody | dict[str, Any]) -> CreatedEndpoint:
+        body = endpoint if isinstance(endpoint, dict) else _jsonable(endpoint)
+        return CreatedEndpoint.model_validate(self._call("POST", "/v1/webhook-endpoints", json=body))
+
+    def webhook_endpoints(self) -> list[EndpointView]:
+        return [EndpointView.model_validate(item) for item in self._call("GET", "/v1/webhook-endpoints")]
+
+    def webhook_endpoint(self, endpoint_id: str) -> EndpointView:
+        return EndpointView.model_validate(self._call("GET", f"/v1/webhook-endpoints/{quote(endpoint_id)}"))
+
+    def webhook_endpoint_secret(self, endpoint_id: str) -> str:
+        return self._call("GET", f"/v1/webhook-endpoints/{quote(endpoint_id)}/secret")["secret"]
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        """Stop delivering to it (pending deliveries are cancelled)."""
+        response = self.http.request("DELETE", f"/v1/webhook-endpoints/{quote(endpoint_id)}")
+        if response.status_code >= 400:  # 204 has no body for _call to read
+            raise FollowupsError(response.status_code, response.json())
+
+    def webhook_deliveries(self, endpoint_id: str, status: str | None = None, after: int = 0,
+                           limit: int = 100) -> DeliveryPage:
+        params: dict[str, Any] = {"after": after, "limit": limit, **({"status": status} if status else {})}
+        return DeliveryPage.model_validate(self._call("GET", f"/v1/webhook-endpoints/{quote(endpoint_id)}/deliveries",
+                                                      params=params))
+
+    def retry_webhook_delivery(self, endpoint_id: str, delivery_id: int) -> DeliveryView:
+        return DeliveryView.model_validate(self._call(
+            "POST", f"/v1/webhook-endpoints/{quote(endpoint_id)}/deliveries/{delivery_id}/retry"))

@@ -19,6 +19,7 @@ from starter.cli.notifications import notifications_app
 from starter.cli.preview import preview_app
 from starter.cli.stack import add_stack
 from starter.cli.stats import stats
+from starter.cli.webhooks import webhooks_app
 
 __all__ = ["app", "parse_duration", "parse_when"]
 
@@ -30,6 +31,7 @@ app.add_typer(bulk_app, name="bulk")
 app.add_typer(campaign_app, name="campaign")
 add_messages(app)
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("announce")(announce)
 app.add_typer(definitions_app, name="definitions")
 app.add_typer(journey_app, name="journey")

@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from starter.sink import free_port
 from tests.conftest import running_stack
+from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.integration
 
@@ -262,3 +263,39 @@ async def test_a_settings_endpoint_that_could_not_be_verified_stops_the_worker(l
         async with running_stack(local_env, database_url, smtp, events_webhook_url="https://backend.example.com/h",
                                  events_webhook_secret=secret, events_webhook_types=types):
             pass
+
+
+async def test_the_cli_registers_lists_shows_retries_and_deletes(stack, http, uid):
+    hooks = Receiver()
+    await hooks.start()
+    try:
+        code, out = await run(stack, "webhooks", "add", hooks.url, "--type", "journey.started", "--description", uid)
+        assert code == 0, out
+        endpoint = out.split(":", 1)[0].strip()
+        hooks.secret = out.split("secret:", 1)[1].split()[0]
+        code, out = await run(stack, "webhooks", "list")
+        assert code == 0 and endpoint in out and "journey.started" in out, out
+        hooks.answer = 503
+        assert (await http.post("/v1/appointments", json=booking(uid, 3600, 1800))).status_code == 201
+        page: dict = {}
+        for _ in range(300):
+            page = (await http.get(f"/v1/webhook-endpoints/{endpoint}/deliveries")).json()
+            if page["deliveries"] and page["deliveries"][0]["last_status"] == 503:
+                break
+            await asyncio.sleep(0.1)
+        [delivery] = page["deliveries"]
+        code, out = await run(stack, "webhooks", "deliveries", endpoint, "--status", "pending")
+        assert code == 0 and "answered 503" in out and "journey.started" in out, out
+        code, out = await run(stack, "webhooks", "show", endpoint, "--secret")
+        assert code == 0 and "pending: 1" in out and hooks.secret in out, out
+        hooks.answer = 200
+        code, out = await run(stack, "webhooks", "retry", endpoint, str(delivery["id"]))
+        assert code == 0 and "going now" in out, out
+        await until(lambda: hooks.of(f"appointment/{uid}"), timeout=30, what="the retried delivery")
+        code, out = await run(stack, "webhooks", "delete", endpoint)
+        assert code == 0, out
+        code, out = await run(stack, "webhooks", "show", endpoint)
+        assert code != 0 and "404" in out and "endpoint_id" in out, out
+        await http.post(f"/v1/appointments/{uid}/cancel", json={"reason": "done", "notify": False})
+    finally:
+        await hooks.stop()
