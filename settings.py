@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     sticky_schedule_to_start_seconds: float = 2.0
     data_dir: Path = Path(".data")
 
+    # Observability (README: Observability). Tracing follows the standard OTEL_* variables instead.
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, with the workflow id and the send's key
+    # The worker's Prometheus endpoint (the SDK's metrics and the send step's); unset: none. The
+    # API's are at its own /metrics. `followups dev --workers N` gives worker n this port + n - 1.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+
     # Digests (weekly, monthly, manager): one Schedule runs the dispatcher every 30 minutes.
     digest_schedule_id: str = "digest-dispatch"  # the Schedule every worker creates or updates; "" leaves it alone
     digest_grace: timedelta = timedelta(hours=12)  # a digest is not sent later than this after its slot

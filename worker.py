@@ -30,7 +30,7 @@ from activities.template_store import TemplateStore
 from activities.tracking import Tracker
 from activities.webhook import WebhookTransport
 from activities.windows import SendWindow
-from starter.connect import connect_temporal
+import observability
 from settings import Settings, apply_process_settings
 from workflows import registry
 from workflows.announcement import AnnouncementDelivery
@@ -195,8 +195,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     pool = await connect(settings.database_url, settings.database_pool_size)
     try:
         await migrate(pool)
-        client = client or await connect_temporal(settings)
+        client = await observability.worker_client(settings, client)  # metrics port, tracing, send metrics
         sends = send_activities(settings, pool)
+        observability.count_batch_sends(sends)
         digests = digest_activities(settings, pool, sends)
         worker = build_worker(client, settings, sends, LeadActivities(Leads(pool)), RosterActivities(Roster(pool), sends),
                               digests=digests, announcements=AnnouncementActivities(Announcements(pool), sends),
@@ -235,6 +236,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
 async def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
     apply_process_settings(settings)
+    observability.configure_process(settings, "followups-worker")
     async with running_worker(settings):
         await asyncio.Event().wait()
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from activities.definitions import Definitions
 from activities.store import LeadImports, Leads, Outbox, Suppressions, connect, migrate
+import observability
 from settings import Settings
 from starter.connect import connect_temporal
 from starter.declared import Declared
@@ -175,7 +176,7 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         own_pool = pool is None
         app.state.pool = pool or await connect(settings.database_url or "", settings.database_pool_size)
         await migrate(app.state.pool)
-        app.state.client = client or await connect_temporal(settings)
+        app.state.client = observability.traced(client or await connect_temporal(settings))
         app.state.journeys = {name: Journeys(app.state.client, settings, kind) for name, kind in KINDS.items()}
         app.state.lead_store = Leads(app.state.pool)
         app.state.lead_imports = LeadImports(app.state.pool)
@@ -252,6 +253,8 @@ def create_app(settings: Settings, *, client=None, pool=None) -> FastAPI:
         await request.app.state.pool.fetchval("SELECT 1")
         await request.app.state.client.service_client.check_health()
         return {"status": "ok"}
+
+    observability.instrument_api(app, settings)  # /metrics, /readyz, request metrics, traces
 
     app.include_router(leads.router(authed))  # before the journeys: /v1/leads/import is not a lead id
     app.include_router(journeys.router(authed, after_start={"lead": leads.record_lead}))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from collections.abc import Sequence
+
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from settings import Settings
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None,
+                           interceptors: Sequence[Interceptor] = ()) -> Client:
+    """`runtime`: the worker's, serving its metrics (observability.worker_runtime); `interceptors`:
+    tracing and the send step's metrics (observability)."""
     tls: bool | TLSConfig = settings.temporal_tls
     if settings.temporal_tls_cert_path and settings.temporal_tls_key_path:
         tls = TLSConfig(
@@ -23,4 +29,6 @@ async def connect_temporal(settings: Settings) -> Client:
         api_key=api_key,
         tls=True if api_key and tls is False else tls,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
+        interceptors=interceptors,
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import SecretStr
 
+import observability
 import worker
 from settings import Settings, apply_process_settings, env_name
 from starter import embedded
@@ -83,6 +84,7 @@ class WorkerProcesses:
     def __init__(self, settings: Settings) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWUPS_") and k != "DATABASE_URL"}
         self.env.update(settings.as_environment())
+        self.metrics_port = settings.worker_metrics_port
         self.processes: list[subprocess.Popen] = []
         self.stopping = False
         # SIGINT is a worker's graceful shutdown, unless this process ignores it (started as a
@@ -91,9 +93,11 @@ class WorkerProcesses:
 
     def start(self, count: int) -> None:
         for number in range(1, count + 1):
+            env = {**self.env, **({"FOLLOWUPS_WORKER_METRICS_PORT": str(self.metrics_port + number - 1)}
+                                  if self.metrics_port is not None else {})}  # one port each
             # Their own session: a terminal's Ctrl-C reaches only `followups dev`, which stops them
             # before the Temporal server they poll goes away.
-            process = subprocess.Popen(worker_command(), env=self.env, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
             self.processes.append(process)
             threading.Thread(target=self._report_exit, args=(number, process), daemon=True).start()
@@ -139,6 +143,12 @@ def _stop_like_ctrl_c(signum: int, frame) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
+def _metrics_line(settings: Settings, offset: int) -> str:
+    if settings.worker_metrics_port is None:
+        return ""
+    return f"    metrics        http://{settings.worker_metrics_host}:{settings.worker_metrics_port + offset}/metrics\n"
+
+
 async def run_dev(settings: Settings, workers: int | None = None) -> None:
     """`workers`: None runs the worker in this process; N (0 included) runs N worker processes."""
     # SIGHUP too: worker processes have their own session, so a closed terminal reaches only this one.
@@ -162,18 +172,20 @@ async def run_dev(settings: Settings, workers: int | None = None) -> None:
             update["allow_test_domains"] = True
         settings = settings.model_copy(update=update)
         apply_process_settings(settings)
+        observability.configure_process(settings, "followups")
         env = await embedded.start_temporal(data / "temporal.db", port=temporal_port, ui_port=settings.temporal_ui_port)
         async with env, contextlib.AsyncExitStack() as running:
             if workers is None:
                 await running.enter_async_context(worker.running_worker(settings, env.client))
-                worker_lines = "  Worker           in this process\n"
+                worker_lines = "  Worker           in this process\n" + _metrics_line(settings, 0)
             else:
                 children = running.enter_context(worker_processes(settings, workers))
                 worker_lines = "".join(f"  Worker {n:<10}pid {process.pid} (`followups worker`)\n"
+                                       + _metrics_line(settings, n - 1)
                                        for n, process in enumerate(children.processes, 1))
                 worker_lines = worker_lines or "  Workers          none: journeys wait for one to attach\n"
             config = uvicorn.Config(create_app(settings, client=env.client), host=settings.api_host,
-                                    port=settings.api_port, log_level="warning")
+                                    port=settings.api_port, log_level="warning", log_config=None)
             server = uvicorn.Server(config)
             base = f"http://{settings.api_host}:{settings.api_port}"
             serving = asyncio.create_task(server.serve())
@@ -186,6 +198,7 @@ async def run_dev(settings: Settings, workers: int | None = None) -> None:
                 "\nFollowups is running (Ctrl-C stops everything; the next `make dev` resumes).\n"
                 f"  Temporal Web UI  http://localhost:{settings.temporal_ui_port}\n"
                 f"  API docs         {base}/docs\n"
+                f"  API metrics      {base}/metrics (ready: {base}/readyz)\n"
                 f"  API key          {settings.api_keys[0]}\n"
                 f"  Temporal         localhost:{temporal_port} (namespace {settings.temporal_namespace})\n"
                 f"  PostgreSQL       {database_url}\n"

@@ -41,13 +41,16 @@ def api() -> None:
     """The HTTP API (OpenAPI at /docs)."""
     import uvicorn
 
+    import observability
     from starter.api import create_app
 
     settings = Settings()
     apply_process_settings(settings)
+    observability.configure_process(settings, "followups-api")
     if not settings.database_url:
         raise typer.BadParameter("DATABASE_URL is not set", param_hint="DATABASE_URL")
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
+                log_config=None)  # uvicorn's lines through ours (FOLLOWUPS_LOG_FORMAT)
 
 
 def add_stack(app: typer.Typer) -> None:

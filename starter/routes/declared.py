@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from activities.announcements import JourneyRecipients
 from activities.definitions import Version
+import observability
 from starter.declared import Declared
 from starter.service import Answer, NotFound
 from starter.views import ErrorBody, MessageView
@@ -222,7 +223,8 @@ def router(authed: list) -> APIRouter:
         journey refuses it (unknown event, a member exit without member_id…), 409 when it has ended."""
         journeys = await declared(request).journeys(name)
         fields = body.model_dump(exclude_unset=True) if body is not None else {}
-        answer = await journeys.send_event(id, journeys.stamped(DeclaredEvent(kind=event, **fields)))
+        answer = await observability.counted_event(
+            request, name, event, journeys.send_event(id, journeys.stamped(DeclaredEvent(kind=event, **fields))))
         if answer.event is not None and answer.event.applied and answer.state is not None \
                 and answer.state.status in (DeclaredStatus.EXITED, DeclaredStatus.CANCELLED):
             await JourneyRecipients(request.app.state.pool).ended(name, id, event)  # off the course's enrolled list

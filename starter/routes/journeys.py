@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+import observability
 from starter.service import Answer, Journeys
 from starter.views import BODIES, VIEWS, ErrorBody, MessageView
 from workflows.core.fields import EntityId
@@ -111,7 +112,8 @@ def _event_route(api: APIRouter, kind: JourneyKind, route: EventRoute, entity: i
             event = kind.event(fields)
         except ValidationError as err:  # the event's own checks across fields (the body has each field's)
             raise RequestValidationError(err.errors()) from err
-        answer = await journeys_of(request, kind).send_event(entity_id, event)
+        answer = await observability.counted_event(request, kind.name, route.kind,
+                                                   journeys_of(request, kind).send_event(entity_id, event))
         return _respond(await view(request, kind, entity_id, answer), 202 if answer.accepted else 200)
 
     api.add_api_route(
