@@ -59,8 +59,8 @@ SETTINGS_ENDPOINT = "settings"  # the id of the endpoint FOLLOWUPS_EVENTS_WEBHOO
 # Standard Webhooks' schedule, roughly: about a day of retries, then failed until retried by hand.
 log = logging.getLogger(__name__)
 RETRY_AFTER = tuple(timedelta(seconds=s) for s in (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800))
-WINDOW = 1000  # pending deliveries looked at per round: the oldest, each journey's first is its head
-ROUND_SECONDS = 30.0
+ROUND_SECONDS = 30.0  # a round starts no batch after this; a batch lasts at most BATCH_LANES × the timeout
+BATCH_LANES = 4  # a batch is this many deliveries per lane in flight
 
 
 def new_secret() -> str:
@@ -90,17 +90,30 @@ def retry_at(attempts: int, now: datetime) -> datetime | None:
 
 
 _ENDPOINT_FIELDS = "id, url, description, event_types, secret, enabled, created_at"
+# Each journey's oldest pending delivery, if it is due: a later one waits for it; nothing else does.
 _HEADS = """
-SELECT d.id, d.journey_key, d.attempts, d.next_attempt_at, e.id AS event_id, e.type, e.occurred_at, e.data
-FROM (SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' ORDER BY event_seq LIMIT $2) d
-JOIN webhook_events e ON e.seq = d.event_seq ORDER BY d.event_seq
+SELECT d.id, d.journey_key, d.attempts, e.id AS event_id, e.type, e.occurred_at, e.data
+FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
+WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (
+    SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.journey_key = d.journey_key
+                                         AND p.status = 'pending' AND p.event_seq < d.event_seq)
+ORDER BY d.event_seq LIMIT $2
 """
 _NEXT_DUE = """
-SELECT min(next_attempt_at) FROM (
-    SELECT DISTINCT ON (journey_key) next_attempt_at
-    FROM (SELECT journey_key, next_attempt_at, event_seq FROM webhook_deliveries
-          WHERE endpoint_id = $1 AND status = 'pending' ORDER BY event_seq LIMIT $2) w
-    ORDER BY journey_key, event_seq) heads
+SELECT min(d.next_attempt_at) FROM webhook_deliveries d
+WHERE d.endpoint_id = $1 AND d.status = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.journey_key = d.journey_key
+                                         AND p.status = 'pending' AND p.event_seq < d.event_seq)
+"""
+# One batch's attempts written at once: (id, attempts, HTTP status, error or NULL, next attempt or NULL).
+_RECORD = """
+UPDATE webhook_deliveries d
+SET attempts = a.attempts, last_status = a.answer, last_error = a.error,
+    status = CASE WHEN a.error IS NULL THEN 'delivered' WHEN a.again IS NULL THEN 'failed' ELSE 'pending' END,
+    delivered_at = CASE WHEN a.error IS NULL THEN now() END,
+    next_attempt_at = COALESCE(a.again, d.next_attempt_at)
+FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::timestamptz[]) AS a(id, attempts, answer, error, again)
+WHERE d.id = a.id AND d.status = 'pending'
 """
 
 
@@ -157,44 +170,29 @@ class Endpoints:
                WHERE endpoint_id = $1 AND id = $2 AND status <> 'cancelled' RETURNING true""",
             endpoint_id, delivery_id) is not None
 
-    async def heads(self, endpoint_id: str) -> list[asyncpg.Record]:
+    async def heads(self, endpoint_id: str, limit: int) -> list[asyncpg.Record]:
         """The deliveries that may go now: each journey's oldest pending one, if it is due."""
-        rows = await self.pool.fetch(_HEADS, endpoint_id, WINDOW)
-        seen: set[str] = set()
+        return await self.pool.fetch(_HEADS, endpoint_id, limit)
+
+    async def record(self, attempts: list[tuple[asyncpg.Record, Attempt]]) -> None:
+        """Write one batch's attempts down: delivered, tried again later, or failed for good."""
         now = datetime.now(timezone.utc)
-        heads = []
-        for row in rows:
-            if row["journey_key"] not in seen:
-                seen.add(row["journey_key"])
-                if row["next_attempt_at"] <= now:
-                    heads.append(row)
-        return heads
+        rows = [(head["id"], head["attempts"] + 1, attempt.answer, attempt.error[:500] if attempt.error else None,
+                 None if attempt.error is None else retry_at(head["attempts"] + 1, now)) for head, attempt in attempts]
+        await self.pool.execute(_RECORD, *(list(column) for column in zip(*rows)))
 
-    async def record(self, delivery_id: int, attempts: int, answer: int | None, error: str | None) -> bool:
-        """Write one attempt down; True if it was delivered."""
-        if error is None:
-            await self.pool.execute(
-                """UPDATE webhook_deliveries SET status = 'delivered', attempts = $2, last_status = $3,
-                          last_error = NULL, delivered_at = now() WHERE id = $1 AND status = 'pending'""",
-                delivery_id, attempts, answer)
-            return True
-        again = retry_at(attempts, datetime.now(timezone.utc))
-        await self.pool.execute(
-            """UPDATE webhook_deliveries SET status = $2, attempts = $3, last_status = $4, last_error = $5,
-                      next_attempt_at = COALESCE($6, next_attempt_at) WHERE id = $1 AND status = 'pending'""",
-            delivery_id, "pending" if again else "failed", attempts, answer, error[:500], again)
-        return False
-
-    async def rest(self, endpoint_id: str) -> tuple[bool, datetime | None]:
+    async def rest(self, endpoint_id: str, refusing: bool) -> tuple[bool, datetime | None]:
         """(work is due now, the next retry): when none is due, the endpoint goes to sleep — under
         its row's lock, which an event being recorded for it holds until commit, so such an event
-        either is seen here or wakes it again."""
+        either is seen here or wakes it again. An endpoint `refusing` everything stays marked awake:
+        new events wait for its next retry rather than each waking it."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR UPDATE", endpoint_id)
-            next_due = await conn.fetchval(_NEXT_DUE, endpoint_id, WINDOW)
+            next_due = await conn.fetchval(_NEXT_DUE, endpoint_id)
             if next_due is not None and next_due <= datetime.now(timezone.utc):
                 return True, next_due
-            await conn.execute("UPDATE webhook_endpoints SET awake = false WHERE id = $1", endpoint_id)
+            if not refusing:
+                await conn.execute("UPDATE webhook_endpoints SET awake = false WHERE id = $1", endpoint_id)
             return False, next_due
 
     async def with_work(self) -> list[str]:
@@ -227,28 +225,32 @@ class WebhookActivities:
 
     @activity.defn(name=DELIVER_DUE)
     async def deliver_due(self, endpoint_id: str) -> DeliveryRound:
+        """Batches of due heads until none is left or ROUND_SECONDS have passed; a batch's
+        attempts are written in one statement once all of them have an answer."""
         endpoint = await self.endpoints.get(endpoint_id)
         if endpoint is None:
             return DeliveryRound(gone=True)
         signer = Webhook(endpoint["secret"])
         done = DeliveryRound()
-        began = time.monotonic()
-        while heads := await self.endpoints.heads(endpoint_id):
-            outcomes = await sent_in_batch((self._deliver(endpoint["url"], signer, head) for head in heads),
+        deadline = time.monotonic() + ROUND_SECONDS
+        while heads := await self.endpoints.heads(endpoint_id, self.in_flight * BATCH_LANES):
+            attempts = await sent_in_batch((self._attempt(endpoint["url"], signer, head) for head in heads),
                                            self.in_flight)
-            done.delivered += sum(outcomes)
-            done.failed += len(outcomes) - sum(outcomes)
+            await self.endpoints.record(list(zip(heads, attempts)))
+            delivered = sum(attempt.error is None for attempt in attempts)
+            done.delivered += delivered
+            done.failed += len(attempts) - delivered
             activity.heartbeat(done.delivered)
-            if time.monotonic() - began > ROUND_SECONDS:
+            if time.monotonic() > deadline:
                 done.more = True
                 return done
-        done.more, done.next_due = await self.endpoints.rest(endpoint_id)
+        done.refusing = done.failed > 0 and done.delivered == 0
+        done.more, done.next_due = await self.endpoints.rest(endpoint_id, done.refusing)
         return done
 
-    async def _deliver(self, url: str, signer: Webhook, head: asyncpg.Record) -> bool:
-        attempt = await self.post(url, signer, head["event_id"], body_of(head["type"], head["occurred_at"],
-                                                                          json.loads(head["data"])))
-        return await self.endpoints.record(head["id"], head["attempts"] + 1, attempt.answer, attempt.error)
+    async def _attempt(self, url: str, signer: Webhook, head: asyncpg.Record) -> Attempt:
+        return await self.post(url, signer, head["event_id"],
+                               body_of(head["type"], head["occurred_at"], json.loads(head["data"])))
 
     async def post(self, url: str, signer: Webhook, event_id: str, body: bytes) -> Attempt:
         now = datetime.now(timezone.utc)

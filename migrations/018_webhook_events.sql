@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_pending
     ON webhook_deliveries (endpoint_id, event_seq) WHERE status = 'pending';
+-- "an earlier pending one of the same journey": what holds a delivery back (and nothing else)
+CREATE INDEX IF NOT EXISTS webhook_deliveries_journey
+    ON webhook_deliveries (endpoint_id, journey_key, event_seq) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);
 
 -- Journey-specific names for message events: a payment's reminder that went out is payment.reminded.

@@ -19,6 +19,7 @@ ROUND_TIMEOUT = timedelta(minutes=2)  # a round stops taking new deliveries afte
 ROUND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 # A listener that was down when an event arrived never signalled: the endpoint looks again this often.
 IDLE_LOOK = timedelta(minutes=15)
+RESTING = timedelta(seconds=30)  # an endpoint that refused a whole round is tried again this soon at most
 
 
 def workflow_id(endpoint_id: str) -> str:
@@ -31,6 +32,7 @@ class DeliveryRound(BaseModel):
     next_due: datetime | None = None  # the earliest retry waiting, if any
     delivered: int = 0
     failed: int = 0
+    refusing: bool = False  # every attempt of the round failed: new events wait for the next retry
 
 
 @workflow.defn
@@ -54,8 +56,11 @@ class EndpointDelivery:
             if done.more:
                 continue
             wait = IDLE_LOOK if done.next_due is None else min(IDLE_LOOK, done.next_due - workflow.now())
+            if done.refusing:  # a wake would only start a round that fails at once
+                wait = min(wait, RESTING)
             try:
-                await workflow.wait_condition(lambda: self.woken, timeout=max(wait, timedelta(seconds=1)),
+                await workflow.wait_condition(lambda: self.woken and not done.refusing,
+                                              timeout=max(wait, timedelta(seconds=1)),
                                               timeout_summary="next retry" if done.next_due else "idle")
             except TimeoutError:
                 pass

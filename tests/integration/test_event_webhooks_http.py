@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -31,6 +34,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hooks"
         self.secret: str | None = None
         self.answer = 200
+        self.refused: set[str] = set()  # entity ids whose events it answers 500
         self.received: list[dict] = []  # verified: {"id", "type", "data", "timestamp"}
         self.forged = 0
         self.server: uvicorn.Server | None = None
@@ -47,6 +51,8 @@ class Receiver:
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         status = self.answer
+        if self.refused and json.loads(body)["data"].get("entity_id") in self.refused:
+            status = 500
         try:
             payload = Webhook(self.secret).verify(body, headers)
         except WebhookVerificationError:
@@ -299,3 +305,50 @@ async def test_the_cli_registers_lists_shows_retries_and_deletes(stack, http, ui
         await http.post(f"/v1/appointments/{uid}/cancel", json={"reason": "done", "notify": False})
     finally:
         await hooks.stop()
+
+
+async def test_journeys_refused_by_the_receiver_hold_back_only_their_own_events(stack, http, receiver, uid):
+    """1,200 events of 300 journeys the receiver refuses, then 40 of 20 others: those 20 arrive at
+    once, in order, while the refused ones wait for their retries."""
+    pool = await asyncpg.connect(stack.settings.database_url)
+    try:
+        blocked = [f"blocked-{uid}-{n}" for n in range(300)]
+        receiver.refused = set(blocked)
+        await pool.executemany("SELECT webhook_emit($1, 'journey.started', $2, $3::jsonb)", [
+            (f"{uid}/{entity}/{n}", f"test/{entity}", json.dumps({"journey": "test", "entity_id": entity, "n": n}))
+            for entity in blocked for n in range(4)])
+        await asyncio.sleep(2)  # the first rounds meet them
+        others = [f"other-{uid}-{n}" for n in range(20)]
+        await pool.executemany("SELECT webhook_emit($1, 'journey.started', $2, $3::jsonb)", [
+            (f"{uid}/{entity}/{n}", f"test/{entity}", json.dumps({"journey": "test", "entity_id": entity, "n": n}))
+            for entity in others for n in range(2)])
+        await until(lambda: all(len(receiver.of(f"test/{entity}")) == 2 for entity in others), timeout=60,
+                    what="the other journeys' events past the refused ones")
+        assert all([e["data"]["n"] for e in receiver.of(f"test/{entity}")] == [0, 1] for entity in others)
+        assert not any(receiver.of(f"test/{entity}") for entity in blocked)
+        waiting = await pool.fetch(
+            "SELECT journey_key, attempts FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'",
+            receiver.endpoint)
+        assert {row["journey_key"] for row in waiting} == {f"test/{entity}" for entity in blocked}
+        assert max(row["attempts"] for row in waiting) <= 3  # only each journey's head was tried
+    finally:
+        await pool.close()
+
+
+async def test_an_endpoint_refusing_everything_rests_between_rounds(stack, http, receiver, uid):
+    """New events for an endpoint that refused a whole round wait for its next retry: a burst of
+    events one at a time does not start a round each."""
+    receiver.answer = 500
+    pool = await asyncpg.connect(stack.settings.database_url)
+    try:
+        began = time.monotonic()
+        for n in range(30):
+            await pool.execute("SELECT webhook_emit($1, 'journey.started', $2, '{}')", f"{uid}/rest/{n}",
+                               f"rest/{uid}-{n}")
+            await asyncio.sleep(0.2)
+        history = await stack.temporal.get_workflow_handle(f"webhook-endpoint-{receiver.endpoint}").fetch_history()
+        rounds = sum(1 for event in history.events if event.HasField("activity_task_scheduled_event_attributes"))
+        # a round, then one per first retry (5 s) at most: not one per event
+        assert rounds <= 2 + (time.monotonic() - began) / 5, rounds
+    finally:
+        await pool.close()
