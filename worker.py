@@ -8,8 +8,7 @@ from datetime import timedelta
 from collections.abc import AsyncIterator
 
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.announcements import AnnouncementActivities, Announcements
 from activities.campaigns import CampaignActivities, Campaigns, activities_per_second, set_queue_rate
@@ -43,17 +42,13 @@ from workflows.webhooks import EndpointDelivery
 
 WORKFLOWS = [*registry.WORKFLOWS, DeclaredJourney, ResendMessage, DigestDispatch, AnnouncementDelivery, RetentionPurge,
              CampaignDelivery]
-# Passed through (imported once, not again for every journey in the cache): the pure libraries
-# the models use, and our own `workflows` and `activities` packages, which hold no module state
-# that changes. Measured (bench/memory.py, 1,000 sleeping journeys): worker RSS 171 MB instead of
-# 210 MB, and 4.4 instead of 7.4 ms of worker CPU per journey started. A passed-through module is
-# not guarded by the sandbox's restrictions (it sees the real `datetime`, not the sandbox's): the
-# guard is tests/unit/test_workflow_determinism.py, which refuses any clock, randomness,
-# environment or I/O in `workflows/`.
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "pydantic", "email_validator", "idna", "workflows", "activities")
-)
+# Journeys run without Temporal's sandbox. With it, every workflow instance (each start, each
+# replay after a cache eviction) re-imports what is not passed through, and every payload the SDK
+# encodes enters the sandbox again; our own `workflows` package was already passed through, so it
+# guarded nothing of ours. Measured: replaying the recorded appointment histories costs 16 instead
+# of 36 ms of CPU each; the worker's CPU per reminder: README, Performance. The guard is tests/unit/test_workflow_determinism.py, which refuses any
+# clock, randomness, environment or I/O in `workflows/`, and the replay tests of recorded histories.
+RUNNER = UnsandboxedWorkflowRunner()
 
 
 def send_activities(settings: Settings, pool) -> SendActivities:
@@ -137,7 +132,7 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities,
         client,
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
-        workflow_runner=SANDBOX,
+        workflow_runner=RUNNER,
         activities=[activities.send_message, activities.recorded_request,
                     *([leads.record_lead_end] if leads else []),
                     *([roster.change_roster, roster.fan_out] if roster else []),
@@ -170,7 +165,7 @@ def build_campaign_worker(client: Client, settings: Settings, campaigns: Campaig
 def build_webhook_worker(client: Client, settings: Settings, webhooks: WebhookActivities) -> Worker:
     """The endpoints' deliveries, on their own queue: a slow or dead receiver never takes a slot a
     journey's send step needs."""
-    return Worker(client, task_queue=settings.webhook_queue, workflows=[EndpointDelivery], workflow_runner=SANDBOX,
+    return Worker(client, task_queue=settings.webhook_queue, workflows=[EndpointDelivery], workflow_runner=RUNNER,
                   activities=[webhooks.deliver_due], max_concurrent_activities=settings.max_concurrent_activities)
 
 

@@ -192,7 +192,7 @@ async def test_a_declared_journey_through_updates_leaves_a_history_that_replays(
     accepted = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
     assert len(accepted) == 4  # the start and each event went in as updates
     await Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter,
-                   workflow_runner=worker.SANDBOX).replay_workflow(history)
+                   workflow_runner=worker.RUNNER).replay_workflow(history)
     if os.environ.get("FOLLOWUPS_RECORD_HISTORIES"):
         target = Path(__file__).resolve().parent.parent / "histories" / "declared-started_and_steered_through_the_api@updates.json"
         if not target.exists():

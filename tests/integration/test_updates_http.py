@@ -78,7 +78,7 @@ async def test_every_kind_through_updates_leaves_a_history_that_replays(stack, k
     accepted = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
     assert len(accepted) == 1 + len(EVENTS[kind])  # the start and each event went in as updates
     replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter,
-                        workflow_runner=worker.SANDBOX)
+                        workflow_runner=worker.RUNNER)
     await replayer.replay_workflow(history)
     if os.environ.get("FOLLOWUPS_RECORD_HISTORIES"):
         target = HISTORIES / f"{kind}-started_and_steered_through_the_api@updates.json"

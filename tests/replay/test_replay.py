@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from worker import SANDBOX, WORKFLOWS
+from worker import RUNNER, WORKFLOWS
 from workflows.registry import KINDS
 
 HISTORIES = sorted((Path(__file__).resolve().parent.parent / "histories").glob("*.json"))
@@ -61,7 +61,7 @@ def test_every_scenario_has_a_recorded_history_and_every_history_a_scenario():
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=SANDBOX)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=RUNNER)
     await replayer.replay_workflow(history)
 
 
@@ -77,7 +77,7 @@ async def test_a_history_recorded_before_the_budget_replays_past_it(path: Path, 
     monkeypatch.setattr(loop, "HISTORY_EVENTS_BUDGET", 20)
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     assert len(history.events) > 20
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=SANDBOX)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=RUNNER)
     await replayer.replay_workflow(history)
 
 

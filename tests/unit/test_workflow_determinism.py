@@ -1,9 +1,9 @@
 """Nothing in `workflows/` reads the clock, randomness, the environment or the network.
 
-The worker passes the `workflows` package through Temporal's sandbox (imported once, not again
-for every cached journey: 40 MB and a third of the worker's CPU per start, bench/memory.py), and
-a passed-through module is not guarded by the sandbox's runtime restrictions. The rules modules
-never were: they take `now` as an argument. This test is the guard instead: it reads every module
+The worker runs journeys without Temporal's sandbox (worker.RUNNER: re-importing per instance and
+entering the sandbox per payload cost more than half the CPU of a replay), so nothing at run time
+refuses a clock or I/O in a workflow. The rules modules never needed it: they take `now` as an
+argument. This test is the guard instead: it reads every module
 of the package and refuses any use of what would make a replay differ from the first run, any
 way around that refusal it can see (relative and dynamic imports, `getattr` on a module), the
 event loop's clock, and iteration in a set's hash order.
