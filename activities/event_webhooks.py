@@ -90,21 +90,20 @@ def retry_at(attempts: int, now: datetime) -> datetime | None:
 
 
 _ENDPOINT_FIELDS = "id, url, description, event_types, secret, enabled, created_at"
-# Each journey's oldest pending delivery, if it is due: a later one waits for it; nothing else does.
+# A pending delivery of endpoint $1 that is its journey's oldest: a later one waits for it; nothing else does.
+_HEAD = """d.endpoint_id = $1 AND d.status = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.journey_key = d.journey_key
+                                         AND p.status = 'pending' AND p.event_seq < d.event_seq)"""
 _HEADS = """
 SELECT d.id, d.journey_key, d.attempts, e.id AS event_id, e.type, e.occurred_at, e.data
 FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
-WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (
-    SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.journey_key = d.journey_key
-                                         AND p.status = 'pending' AND p.event_seq < d.event_seq)
+WHERE {head} AND d.next_attempt_at <= now()
 ORDER BY d.event_seq LIMIT $2
-"""
+""".format(head=_HEAD)
 _NEXT_DUE = """
 SELECT min(d.next_attempt_at) FROM webhook_deliveries d
-WHERE d.endpoint_id = $1 AND d.status = 'pending' AND NOT EXISTS (
-    SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.journey_key = d.journey_key
-                                         AND p.status = 'pending' AND p.event_seq < d.event_seq)
-"""
+WHERE {head}
+""".format(head=_HEAD)
 # One batch's attempts written at once: (id, attempts, HTTP status, error or NULL, next attempt or NULL).
 _RECORD = """
 UPDATE webhook_deliveries d
