@@ -47,7 +47,7 @@ test: $(STAMP)
 # pass inside `make test` (same seed, same checks: schemathesis.toml). FUZZ_EXAMPLES cases per operation.
 FUZZ_EXAMPLES ?= 200
 fuzz: $(STAMP)
-	FOLLOWUPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FOLLOWUPS_FUZZ_TIMEOUT=5400 $(BIN)/pytest -q -s tests/integration/test_fuzz.py
+	FOLLOWUPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FOLLOWUPS_FUZZ_TIMEOUT=5400 $(BIN)/pytest -q -s -o timeout=0 tests/integration/test_fuzz.py
 
 # The peers (Celery + Redis, APScheduler + SQLAlchemy, psutil) are installed only for the benchmarks.
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt

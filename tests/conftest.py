@@ -79,8 +79,11 @@ def make_settings(database_url: str, smtp: SinkServer, uid: str):
     return make
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture(scope="module")
 async def ts_env() -> AsyncIterator:
+    """A time-skipping server per test module: its clock is shared by every journey on it, so a
+    journey one module leaves in a state that stops the clock (or a large fan-out's history) stays
+    with that module."""
     env = await embedded.start_time_skipping()
     async with env:
         yield env
