@@ -208,32 +208,47 @@ async def wait_port(port: int, what: str, proc: Proc | None = None, timeout: flo
     raise SystemExit(f"{what} did not listen on {port} within {timeout} s" + (f":\n{proc.tail()}" if proc else ""))
 
 
-class SinkProcess:
-    """starter/sink.py's Sink (real SMTP over a socket) in its own process, so its CPU is not the
-    bench's; `counts()` asks it how many messages and distinct X-Followups-Key values it holds."""
+class Peer:
+    """A bench process (bench/peers, the SMTP sink) that prints `ready <port>`, then answers a JSON
+    line per command line."""
 
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
-        self.proc = Proc("sink", [PY, "-m", "bench.common", "sink", "--port", str(self.port)], None,
-                         work / "sink.log")
+    def __init__(self, work: Path, name: str, argv: list[str]) -> None:
+        self.proc = Proc(name, [PY, "-m", *argv], None, work / f"{name}.log")
+        self.port = 0
 
-    def start(self) -> SinkProcess:
+    def start(self) -> Peer:
         self.proc.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.proc.popen and self.proc.popen.stdout
         line = self.proc.popen.stdout.readline().decode()
         if not line.startswith("ready"):
-            raise SystemExit(f"the SMTP sink did not start:\n{self.proc.tail()}")
+            raise SystemExit(f"{self.proc.name} did not start:\n{self.proc.tail()}")
+        self.port = int(line.split()[1])
         return self
 
-    def counts(self) -> dict[str, int]:
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def ask(self, command: str) -> dict[str, Any]:
         popen = self.proc.popen
         assert popen and popen.stdin and popen.stdout
-        popen.stdin.write(b"count\n")
+        popen.stdin.write(command.encode() + b"\n")
         popen.stdin.flush()
         return json.loads(popen.stdout.readline())
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+class SinkProcess(Peer):
+    """starter/sink.py's Sink (real SMTP over a socket) in its own process, so its CPU is not the
+    bench's; `counts()` asks it how many messages and distinct X-Followups-Key values it holds."""
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work, "sink", ["bench.common", "sink", "--port", str(free_port())])
+
+    def counts(self) -> dict[str, int]:
+        return self.ask("count")
 
 
 def _run_sink(port: int) -> None:

@@ -67,7 +67,6 @@ import asyncio
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -76,8 +75,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    PY,
     CpuClock,
+    Peer,
     PySpy,
     Proc,
     Temporal,
@@ -112,37 +111,6 @@ HOLD_EVENTS = 400
 GOOD_JOURNEYS = 50
 HOL_WATCH_S = 45.0
 TYPES = ["journey.started", "message.sent", "journey.stage_changed", "journey.ended"]
-
-
-class Peer:
-    """A bench/peers process that prints `ready <port>`, then answers a JSON line per command line."""
-
-    def __init__(self, work: Path, name: str, argv: list[str]) -> None:
-        self.proc = Proc(name, [PY, "-m", *argv], None, work / f"{name}.log")
-        self.port = 0
-
-    def start(self) -> Peer:
-        self.proc.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.proc.popen and self.proc.popen.stdout
-        line = self.proc.popen.stdout.readline().decode()
-        if not line.startswith("ready"):
-            raise SystemExit(f"{self.proc.name} did not start:\n{self.proc.tail()}")
-        self.port = int(line.split()[1])
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def ask(self, command: str) -> dict[str, Any]:
-        popen = self.proc.popen
-        assert popen and popen.stdin and popen.stdout
-        popen.stdin.write(command.encode() + b"\n")
-        popen.stdin.flush()
-        return json.loads(popen.stdout.readline())
-
-    def stop(self) -> None:
-        self.proc.stop()
 
 
 class Stack:
