@@ -3,7 +3,6 @@ and what was actually delivered (from the outbox)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,12 +26,13 @@ HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 # on, so it is asked again, with what is left of the skip (three times at most).
 SKIP_RPC_TIMEOUT = timedelta(minutes=5)
 QUERY_RPC_TIMEOUT = timedelta(seconds=60)
-TRANSIENT = ("Timeout expired", "h2 protocol error", "transport error", "connection reset", "broken pipe")
+TRANSIENT = ("timeout expired", "h2 protocol error", "transport error", "connection reset", "broken pipe")
 
 
 def transient(err: RPCError) -> bool:
+    message = str(err).lower()
     return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED) or any(
-        text in str(err).lower() for text in map(str.lower, TRANSIENT))
+        text in message for text in TRANSIENT)
 
 
 async def again(call, attempts: int = 3):
